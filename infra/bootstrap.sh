@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Set LeadScore up from nothing on Debian 12 / Python 3.11 (no Docker), then run one thing:
+#   bash infra/bootstrap.sh demo   # servers up, schema applied, the main job on the embedded servers
+#   bash infra/bootstrap.sh test   # the whole test suite against real servers
+#   bash infra/bootstrap.sh        # only install
+# Idempotent: a second run reuses the venv unless pyproject.toml or requirements.lock.txt changed.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+VENV=${LEADSCORE_VENV:-.venv}
+PYTHON=${PYTHON:-python3.11}
+step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# 1. System packages: Redis comes from Debian (PostgreSQL+pgvector and the broker come as Python wheels).
+if ! command -v redis-server >/dev/null 2>&1; then
+  step "installing redis-server (apt)"
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends redis-server >/dev/null; } \
+      || die "apt-get could not install redis-server"
+  else
+    die "redis-server is missing: run 'sudo apt-get install -y redis-server' and try again"
+  fi
+fi
+
+# 2. The venv with the pinned, known-good set. torch goes first and alone: pip takes the CPU build on disk,
+#    and nothing after it may pull a newer (CUDA, several GB) torch.
+command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found: LeadScore needs Python 3.11 (set PYTHON=/path/to/python3.11)"
+stamp="$VENV/.leadscore-install"
+want=$(cat pyproject.toml requirements.lock.txt | sha256sum | cut -c1-16)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  step "creating $VENV and installing the pinned dependencies (a few minutes the first time)"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
+  pip install "torch==2.13.0"
+  pip install -c requirements.lock.txt -e ".[dev]"
+  "$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
+    || die "the venv holds torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'), not 2.13.0"
+  echo "$want" > "$stamp"
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+
+case "${1:-install}" in
+  install) step "installed: activate with 'source $VENV/bin/activate', then 'leadscore --help'" ;;
+  demo)    step "running the main job"; exec leadscore demo ;;
+  test)    step "running the test suite"; shift; exec python -m pytest "$@" ;;
+  *)       die "unknown command '$1': use demo, test or nothing" ;;
+esac

@@ -1,0 +1,157 @@
+"""One settings object for every component: state directory, ports, DSNs, MLflow names.
+
+Values come from the process environment, then `mlflow.env` (the environment wins), then defaults. Nothing is
+read or set at import time: call `Settings.load()` where the configuration is needed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+DEFAULT_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "mlflow": 15000, "serving": 13000}
+
+
+class ConfigError(RuntimeError):
+    """A configuration problem the user must fix; the message says how."""
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a dotenv file without touching os.environ (python-dotenv, imported lazily)."""
+    if not path.is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path, interpolate=False).items() if v is not None}
+
+
+def _expand(value: str, scope: Mapping[str, str]) -> str:
+    """Expand ${VAR} and ${VAR:-default} from `scope`."""
+    return _INTERPOLATION.sub(lambda m: scope.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where LeadScore's servers live and how every component reaches them."""
+
+    state_dir: Path
+    host: str
+    pg_host: str
+    redis_host: str
+    postgres_port: int
+    redis_port: int
+    kafka_port: int
+    mlflow_port: int
+    serving_port: int
+    pg_user: str
+    pg_db: str
+    mlflow_db: str
+    service_user: str
+    tracking_uri: str
+    experiment_name: str
+    model_name: str
+    kafka_bootstrap: str
+    env: Mapping[str, str]
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
+        """Build settings from `environ` (default os.environ) over `env_file` (default ./mlflow.env)."""
+        environ = dict(os.environ if environ is None else environ)
+        if env_file is None:
+            cwd_env = Path.cwd() / "mlflow.env"
+            env_file = cwd_env if cwd_env.is_file() else REPO_ROOT / "mlflow.env"
+        scope = {**read_env_file(env_file), **environ}
+        scope = {k: _expand(v, scope) for k, v in scope.items()}
+
+        def port(name: str) -> int:
+            key = f"LEADSCORE_{name.upper()}_PORT"
+            raw = scope.get(key, str(DEFAULT_PORTS[name]))
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ConfigError(f"{key}={raw!r} is not a TCP port: set it to a number between 1 and 65535")
+            return int(raw)
+
+        host = scope.get("LEADSCORE_HOST", "127.0.0.1")  # where our servers bind and are reached
+        ports = {name: port(name) for name in DEFAULT_PORTS}
+        state_dir = Path(scope.get("LEADSCORE_STATE_DIR", ".leadscore")).expanduser()
+        if not state_dir.is_absolute():
+            state_dir = Path.cwd() / state_dir
+        return cls(
+            state_dir=state_dir,
+            host=host,
+            pg_host=scope.get("LEADSCORE_PG_HOST", host),
+            redis_host=scope.get("LEADSCORE_REDIS_HOST", host),
+            postgres_port=ports["postgres"],
+            redis_port=ports["redis"],
+            kafka_port=ports["kafka"],
+            mlflow_port=ports["mlflow"],
+            serving_port=ports["serving"],
+            pg_user=scope.get("LEADSCORE_PG_USER", "leadscore"),
+            pg_db=scope.get("LEADSCORE_PG_DB", "leadscore"),
+            mlflow_db=scope.get("LEADSCORE_MLFLOW_DB", "mlflow"),
+            service_user=scope.get("LEADSCORE_SERVICE_USER", "leadscore"),
+            tracking_uri=scope.get("MLFLOW_TRACKING_URI") or f"http://{host}:{ports['mlflow']}",
+            experiment_name=scope.get("MLFLOW_EXPERIMENT_NAME", "leadscore"),
+            model_name=scope.get("LEADSCORE_MODEL_NAME", "lead-scorer"),
+            kafka_bootstrap=scope.get("KAFKA_BOOTSTRAP_SERVERS") or f"{host}:{ports['kafka']}",
+            env=scope,
+        )
+
+    # --- secrets: generated once into the state directory, mode 0600, never in the repository ---
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    def secret(self, name: str, create: bool = False) -> str:
+        """Return secret `name` from LEADSCORE_<NAME>_PASSWORD or the state directory, generating it if asked."""
+        override = self.env.get(f"LEADSCORE_{name.upper()}_PASSWORD")
+        if override:
+            return override
+        path = self.secrets_dir / f"{name}.password"
+        if path.is_file():
+            return path.read_text().strip()
+        if not create:
+            raise ConfigError(
+                f"no {name} password in {self.secrets_dir}: run `leadscore infra up` first "
+                f"(or set LEADSCORE_{name.upper()}_PASSWORD)"
+            )
+        self.secrets_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.secrets_dir, 0o700)
+        value = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
+        return value
+
+    # --- derived addresses ---
+    def pg_dsn(self, database: str | None = None) -> str:
+        """libpq DSN for psycopg."""
+        password = quote(self.secret("pg"), safe="")
+        return f"postgresql://{self.pg_user}:{password}@{self.pg_host}:{self.postgres_port}/{database or self.pg_db}"
+
+    def sqlalchemy_url(self, database: str | None = None) -> str:
+        """SQLAlchemy URL (psycopg 3 driver), as MLflow and Feast's SQL registry want it."""
+        return self.pg_dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+
+    @property
+    def mlflow_backend_uri(self) -> str:
+        return self.sqlalchemy_url(self.mlflow_db)
+
+    def redis_url(self) -> str:
+        return f"redis://:{quote(self.secret('redis'), safe='')}@{self.redis_host}:{self.redis_port}/0"
+
+    def mlflow_env(self) -> dict[str, str]:
+        """Environment for MLflow clients and servers (telemetry off, tracking URI set)."""
+        return {
+            "MLFLOW_TRACKING_URI": self.tracking_uri,
+            "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
+            "MLFLOW_DISABLE_TELEMETRY": self.env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
+            "DO_NOT_TRACK": self.env.get("DO_NOT_TRACK", "true"),
+        }

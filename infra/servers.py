@@ -1,0 +1,239 @@
+"""The servers LeadScore runs itself: what each needs, how it starts, how we know it really answers."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from infra.config import Settings
+from infra.process import (
+    RunAs,
+    ServiceError,
+    ensure_port_free,
+    port_open,
+    read_pid,
+    spawn,
+    stop_pid,
+    tail,
+)
+
+
+def package_dir(module: str) -> Path:
+    """Directory of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ServiceError(f"Python package {module!r} is missing: run `bash infra/setup.sh` to install LeadScore")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+class Server:
+    """A server process LeadScore owns: its port, state folder, PID file and health check."""
+
+    name: str = ""
+    expect: str = ""  # a fragment of the command line, so a recycled PID is never mistaken for ours
+    stop_signal: int = signal.SIGTERM
+    start_timeout: float = 30.0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.state_dir / self.name
+
+    @property
+    def port(self) -> int:
+        return getattr(self.settings, f"{self.name}_port")
+
+    @property
+    def port_env(self) -> str:
+        return f"LEADSCORE_{self.name.upper()}_PORT"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / f"{self.name}.pid"
+
+    @property
+    def log(self) -> Path:
+        return self.home / f"{self.name}.log"
+
+    @property
+    def run_as(self) -> RunAs | None:
+        return None
+
+    def pid(self) -> int | None:
+        return read_pid(self.pidfile, self.expect)
+
+    def install(self) -> None:
+        """Install what the server needs if it is missing (idempotent)."""
+
+    def prepare(self) -> None:
+        """Create the state folder and configuration (idempotent)."""
+        self.home.mkdir(parents=True, exist_ok=True)
+
+    def launch(self) -> int:
+        """Start the process; return its PID."""
+        raise NotImplementedError
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> int | None:
+        """Start unless already running; the new process's PID, or None if one was running."""
+        if self.pid() is not None:
+            return None
+        ensure_port_free(self.name, self.settings.host, self.port, self.port_env)
+        self.install()
+        self.prepare()
+        return self.launch()
+
+    def stop(self) -> bool:
+        """Stop the process our PID file names; True if one was running."""
+        pid = self.pid()
+        if pid is None:
+            self.pidfile.unlink(missing_ok=True)
+            return False
+        stop_pid(pid, self.stop_signal, group=self.stop_group)
+        self.pidfile.unlink(missing_ok=True)
+        return True
+
+    stop_group = True
+
+    def failure(self, why: str) -> ServiceError:
+        """One line: which server, why, the last log lines, and what to do."""
+        return ServiceError(
+            f"{self.name} did not start on {self.settings.host}:{self.port}: {why}. "
+            f"Last log lines: {tail(self.log, 3)}. "
+            f"See `leadscore infra logs {self.name}`, or free the port / set {self.port_env}."
+        )
+
+
+class Redis(Server):
+    """Redis 7 from Debian's package, AOF persistence, password from the state directory."""
+
+    name = "redis"
+    expect = "redis-server"
+
+    def binary(self) -> str:
+        return self.settings.env.get("LEADSCORE_REDIS_SERVER") or shutil.which("redis-server") or ""
+
+    def install(self) -> None:
+        if self.binary():
+            return
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise ServiceError("redis: redis-server is not installed; run `sudo apt-get install -y redis-server` "
+                               "(or set LEADSCORE_REDIS_SERVER to its path)")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"]
+        if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
+            subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True)
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise ServiceError(f"redis: apt-get could not install redis-server: {done.stderr.strip()[-200:]}")
+
+    def prepare(self) -> None:
+        super().prepare()
+        conf = self.home / "redis.conf"
+        text = "\n".join([
+            f"bind {self.settings.host}", f"port {self.port}", "protected-mode yes", f'dir "{self.home}"',
+            "appendonly yes", "appendfsync everysec", "daemonize no", 'logfile ""',
+            f"requirepass {self.settings.secret('redis', create=True)}", "",
+        ])
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+
+    def launch(self) -> int:
+        return spawn([self.binary(), str(self.home / "redis.conf")], self.log, self.pidfile)
+
+    def healthy(self) -> bool:
+        import redis
+
+        client = redis.Redis.from_url(self.settings.redis_url(), socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+
+class Broker(Server):
+    """The Kafka-protocol broker from the noida-db wheel; clients speak plain Kafka to it."""
+
+    name = "kafka"
+    expect = "noida-db"
+
+    def binary(self) -> Path:
+        path = package_dir("noida_db") / "noida-db"
+        if not os.access(path, os.X_OK):
+            path.chmod(0o755)
+        return path
+
+    def launch(self) -> int:
+        (self.home / "data").mkdir(parents=True, exist_ok=True)
+        return spawn([str(self.binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
+               "--host", self.settings.host, "--data-dir", str(self.home / "data")], self.log, self.pidfile)
+
+    def healthy(self) -> bool:
+        return kafka_metadata_brokers(self.settings.host, self.port) >= 1
+
+
+def kafka_metadata_brokers(host: str, port: int, timeout: float = 1.0) -> int:
+    """Send a Kafka Metadata (v0) request and return how many brokers the answer lists."""
+    client_id = b"leadscore-health"
+    body = struct.pack(">hhih", 3, 0, 7, len(client_id)) + client_id + struct.pack(">i", 0)
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        header = _recv_exact(sock, 4)
+        payload = _recv_exact(sock, struct.unpack(">i", header)[0])
+    correlation, n_brokers = struct.unpack(">ii", payload[:8])
+    if correlation != 7:
+        raise ServiceError("kafka: metadata answer with a wrong correlation id")
+    return n_brokers
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed mid-answer")
+        buf += chunk
+    return buf
+
+
+class MLflowServer(Server):
+    """MLflow tracking server: runs and registry in Postgres, artifacts under the state directory."""
+
+    name = "mlflow"
+    expect = "mlflow"
+    start_timeout = 90.0  # the first start creates MLflow's tables
+
+    def launch(self) -> int:
+        artifacts = self.home / "artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        workers = self.settings.env.get("LEADSCORE_MLFLOW_WORKERS", "1")
+        # the backend URI carries the database password: pass it in the environment, not on the command line
+        env = {**os.environ, **self.settings.mlflow_env(), "MLFLOW_BACKEND_STORE_URI": self.settings.mlflow_backend_uri,
+               # the GenAI job runner (a dozen huey processes) serves nothing LeadScore uses; opt in to keep it
+               "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": self.settings.env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                                                                           "false")}
+        return spawn([sys.executable, "-m", "mlflow", "server", "--host", self.settings.host, "--port", str(self.port),
+               "--workers", workers, "--artifacts-destination", str(artifacts)], self.log, self.pidfile, env=env)
+
+    def healthy(self) -> bool:
+        url = f"http://{self.settings.host}:{self.port}/health"
+        with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback server
+            return resp.status == 200
+
+
+def answers(server: Server) -> bool:
+    """Health check that never raises."""
+    try:
+        return port_open(server.settings.host, server.port) and server.healthy()
+    except Exception:  # noqa: BLE001
+        return False

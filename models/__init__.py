@@ -1,0 +1,1 @@
+"""Training, tuning, evaluation and registration of the lead-scoring ensemble (MLflow)."""

@@ -1,0 +1,1 @@
+"""Drift and performance reports, Prometheus metrics and the retraining trigger."""

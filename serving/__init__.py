@@ -1,0 +1,1 @@
+"""The BentoML scoring service: loads the @champion ensemble and serves CRMs over HTTP."""

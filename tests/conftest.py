@@ -1,0 +1,62 @@
+"""Shared fixtures: a private LeadScore stack (own state directory, own free ports) for the test session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.config import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+SERVICES = ("postgres", "redis", "kafka", "mlflow", "serving")
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct ports that nothing listens on right now."""
+    socks, ports = [], []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        ports.append(s.getsockname()[1])
+    for s in socks:
+        s.close()
+    return ports
+
+
+def stack_env(state_dir: Path, ports: list[int] | None = None) -> dict[str, str]:
+    """Environment for a stack in `state_dir` on `ports` (fresh free ports by default)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("LEADSCORE_") and k not in ("MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS")}
+    env["LEADSCORE_STATE_DIR"] = str(state_dir)
+    for name, port in zip(SERVICES, ports or free_ports(len(SERVICES)), strict=True):
+        env[f"LEADSCORE_{name.upper()}_PORT"] = str(port)
+    return env
+
+
+def leadscore(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the real `leadscore` command line in a subprocess."""
+    script = Path(sys.executable).parent / "leadscore"
+    argv = [str(script)] if script.exists() else [sys.executable, "-m", "infra"]
+    return subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A whole stack started with `leadscore infra up` for the session, stopped with `infra down` at the end."""
+    env = stack_env(tmp_path_factory.mktemp("stack") / "state")
+    done = leadscore(["infra", "up"], env)
+    assert done.returncode == 0, done.stderr + done.stdout
+    yield env
+    leadscore(["infra", "down", "--purge"], env)
+
+
+@pytest.fixture(scope="session")
+def settings(stack_env_vars: dict[str, str]) -> Settings:
+    return Settings.load(stack_env_vars)
