@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from collections.abc import Callable
@@ -101,6 +102,8 @@ def purge(settings: Settings) -> None:
             if entry.is_symlink():
                 target = entry.resolve()
                 shutil.rmtree(target, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    target.parent.rmdir()  # the per-state-dir folder under /var/lib/leadscore, if now empty
                 entry.unlink()
         shutil.rmtree(settings.state_dir, ignore_errors=True)
 
