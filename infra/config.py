@@ -147,6 +147,18 @@ class Settings:
     def redis_url(self) -> str:
         return f"redis://:{quote(self.secret('redis'), safe='')}@{self.redis_host}:{self.redis_port}/0"
 
+    def feast_env(self) -> dict[str, str]:
+        """The variables feature_repo/feature_store.yaml expands (Feast reads ${VAR} from the environment)."""
+        return {
+            "LEADSCORE_PG_HOST": self.pg_host,
+            "LEADSCORE_POSTGRES_PORT": str(self.postgres_port),
+            "LEADSCORE_PG_DB": self.pg_db,
+            "LEADSCORE_PG_USER": self.pg_user,
+            "LEADSCORE_PG_PASSWORD": self.secret("pg"),
+            "LEADSCORE_FEAST_REGISTRY_URL": self.sqlalchemy_url(),
+            "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},password={self.secret('redis')}",
+        }
+
     def mlflow_env(self) -> dict[str, str]:
         """Environment for MLflow clients and servers (telemetry off, tracking URI set)."""
         return {

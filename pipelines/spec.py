@@ -1,0 +1,177 @@
+"""The dataset spec: how a CRM export's columns become a lead's entity key, timestamp, label and features.
+
+A spec is a YAML file (see `feature_repo/datasets/*.yaml` and docs/bring-your-own-data.md). It is the one contract
+between a file and LeadScore: `leadscore ingest crm FILE --spec SPEC` loads by it, and `feature_repo/crm_datasets.py`
+generates the dataset's Feast feature view and feature service from it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+FeatureType = Literal["string", "int", "float", "bool"]
+SQL_TYPES = {"string": "text", "int": "bigint", "float": "double precision", "bool": "boolean"}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EntitySpec(_Strict):
+    column: str = Field(description="the file's column holding the lead's id")
+    hash: bool = Field(False, description="store a keyed hash of the id instead of the id (ids that are PII)")
+
+
+class TimestampSpec(_Strict):
+    column: str | None = Field(None, description="the file's column with the row's event time")
+    format: str | None = Field(None, description="strptime format; default: ISO 8601 / pandas inference")
+    default: datetime | None = Field(None, description="event time for every row when the file has none")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TimestampSpec:
+        if (self.column is None) == (self.default is None):
+            raise ValueError("give exactly one of `column` (a timestamp column) or `default` (one time for all rows)")
+        if self.default is not None and self.default.tzinfo is None:
+            object.__setattr__(self, "default", self.default.replace(tzinfo=timezone.utc))
+        return self
+
+
+class LabelSpec(_Strict):
+    column: str
+    positive: list[str | int | float | bool] = Field(default_factory=lambda: [1, "1", "yes", "Yes", True])
+    negative: list[str | int | float | bool] = Field(default_factory=lambda: [0, "0", "no", "No", False])
+
+
+class FeatureSpec(_Strict):
+    column: str = Field(description="the file's column")
+    name: str = Field(description="the feature name (lower_snake_case)")
+    type: FeatureType
+    description: str = ""
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = Field(None, description="allowed values of a string feature")
+    required: bool = Field(False, description="reject rows where it is missing")
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"{v!r} is not a lower_snake_case name (letters, digits, _; starts with a letter)")
+        return v
+
+
+class PiiSpec(_Strict):
+    column: str
+    action: Literal["hash", "drop"]
+    as_feature: str | None = Field(None, description="keep the keyed hash under this feature name (action: hash)")
+
+
+class ConsentSpec(_Strict):
+    column: str | None = Field(None, description="column whose value says whether the lead consented")
+    granted_values: list[str | int | bool] = Field(default_factory=lambda: ["Yes", "yes", "Y", 1, True, "1"])
+    default: bool | None = Field(None, description="consent when there is no column (say why in `source`)")
+    source: str = Field(description="where the consent was captured, for the audit trail")
+
+    @model_validator(mode="after")
+    def _column_or_default(self) -> ConsentSpec:
+        if self.column is None and self.default is None:
+            raise ValueError("give a consent `column` or a `default` (with a `source` that says why)")
+        return self
+
+
+class DatasetSpec(_Strict):
+    name: str = Field(description="dataset name: offline table, feature view and label set")
+    description: str
+    owner: str
+    version: int = Field(1, ge=1, description="feature service version: <name>_v<version>")
+    source_url: str | None = None
+    ttl_days: int = Field(3650, ge=1)
+    null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
+    entity: EntitySpec
+    event_timestamp: TimestampSpec
+    label: LabelSpec | None = None
+    features: list[FeatureSpec]
+    pii: list[PiiSpec] = Field(default_factory=list)
+    leaks_label: list[str] = Field(default_factory=list, description="columns filled after the outcome: never stored")
+    ignore: list[str] = Field(default_factory=list, description="columns deliberately not used")
+    consent: dict[Literal["scoring", "marketing_contact", "text_analysis"], ConsentSpec] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not IDENTIFIER.match(v):
+            raise ValueError(f"{v!r} is not a lower_snake_case name")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DatasetSpec:
+        names = [f.name for f in self.features] + [p.as_feature for p in self.pii if p.as_feature]
+        if len(names) != len(set(names)):
+            raise ValueError("two features share a name")
+        leaks = set(self.leaks_label)
+        used = {f.column for f in self.features}
+        if used & leaks:
+            raise ValueError(f"columns {sorted(used & leaks)} leak the label and cannot be features")
+        pii = {p.column for p in self.pii}
+        if used & pii:
+            raise ValueError(f"columns {sorted(used & pii)} are PII: list them under `pii` only, not as features")
+        if self.label and self.label.column in used:
+            raise ValueError(f"the label column {self.label.column!r} cannot also be a feature")
+        return self
+
+    @property
+    def table(self) -> str:
+        return f"offline.{self.name}"
+
+    @property
+    def feature_service(self) -> str:
+        return f"{self.name}_v{self.version}"
+
+    @property
+    def feature_columns(self) -> list[tuple[str, str]]:
+        """(feature name, LeadScore type) for every stored feature, hashed PII kept as features included."""
+        cols = [(f.name, f.type) for f in self.features]
+        return cols + [(p.as_feature, "string") for p in self.pii if p.action == "hash" and p.as_feature]
+
+    def known_columns(self) -> set[str]:
+        cols = {self.entity.column, *self.leaks_label, *self.ignore, *(f.column for f in self.features)}
+        cols |= {p.column for p in self.pii} | {c.column for c in self.consent.values() if c.column}
+        if self.event_timestamp.column:
+            cols.add(self.event_timestamp.column)
+        if self.label:
+            cols.add(self.label.column)
+        return cols
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Read and check a spec; problems raise SpecError with the file, the field and the reason."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"spec {path} does not exist: write one (see docs/bring-your-own-data.md)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"spec {path} is not valid YAML: {exc}") from None
+    try:
+        return DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise SpecError(f"spec {path}: field `{where}`: {first['msg']}{more}") from None
+
+
+def load_all_specs(folder: str | Path) -> list[DatasetSpec]:
+    return [load_spec(p) for p in sorted(Path(folder).glob("*.yaml"))]
