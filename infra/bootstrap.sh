@@ -35,7 +35,7 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   pip() { "$VENV/bin/python" -m pip --disable-pip-version-check -q "$@" 2>&1 | { grep -v "is ignored: it is neither" || true; }; }
   pip install "torch==2.13.0"
-  pip install -c requirements.lock.txt -e ".[dev]"
+  pip install -c requirements.lock.txt -e ".[dev]" --config-settings editable_mode=compat
   "$VENV/bin/python" -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__" \
     || die "the venv holds torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)'), not 2.13.0"
   echo "$want" > "$stamp"

@@ -20,6 +20,17 @@ infra_app = typer.Typer(help="Install, start, stop and inspect LeadScore's serve
 app.add_typer(infra_app, name="infra")
 
 
+def _register_pipelines() -> None:
+    from pipelines.cli import features_app, ingest_app, materialize_command
+
+    app.add_typer(ingest_app, name="ingest")
+    app.add_typer(features_app, name="features")
+    app.command("materialize")(materialize_command)
+
+
+_register_pipelines()
+
+
 def _settings():
     from infra.config import Settings
 
@@ -95,15 +106,10 @@ def infra_logs(
 
 @app.command("demo")
 def demo() -> None:
-    """The main job on the embedded servers: start everything, apply the schema, report what runs where."""
-    from infra import stack
+    """The main job on the embedded servers: servers up, features applied, CRM data ingested, materialized, read."""
+    from pipelines.demo import run_demo
 
-    settings = _settings()
-    t0 = time.monotonic()
-    rows = stack.up(settings)
-    _print_status(rows)
-    typer.echo(f"all {len(rows)} servers healthy in {time.monotonic() - t0:.1f} s; state in {settings.state_dir}")
-    typer.echo(f"MLflow UI: {settings.tracking_uri}   stop everything: leadscore infra down")
+    run_demo(_settings(), say=typer.echo)
 
 
 def main() -> None:

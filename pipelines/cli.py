@@ -1,0 +1,118 @@
+"""Commands for the feature store: apply the Feast repo, ingest CRM files, materialize, read features."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ingest_app = typer.Typer(help="Load data into the offline store.", no_args_is_help=True)
+features_app = typer.Typer(help="The Feast repo: apply it, read features online, build training sets.",
+                           no_args_is_help=True)
+log = logging.getLogger("leadscore.materialize")
+
+
+def _settings():
+    from infra.config import Settings
+
+    return Settings.load()
+
+
+@ingest_app.command("crm")
+def ingest_crm_command(
+    file: Annotated[Path, typer.Argument(help="CRM export: .csv (optionally .gz) or .parquet")],
+    spec: Annotated[Path, typer.Option("--spec", help="dataset spec YAML, e.g. feature_repo/datasets/x.yaml")],
+    chunk_rows: Annotated[int, typer.Option(help="rows per chunk")] = 50_000,
+) -> None:
+    """Load a CRM export into the offline store by its spec; rejected rows are kept with their reason."""
+    from pipelines.ingest import ingest_crm
+    from pipelines.spec import load_spec
+
+    result = ingest_crm(_settings(), file, load_spec(spec), chunk_rows=chunk_rows)
+    typer.echo(f"{result.dataset}: read {result.rows_read}, loaded {result.rows_loaded}, "
+               f"rejected {result.rows_rejected}")
+    for reason, count in result.reasons.most_common(5):
+        typer.echo(f"  rejected {count}: {reason}")
+    if result.rows_rejected:
+        typer.echo(f"  every rejected row and its reason: table offline.ingest_rejects, "
+                   f"file_sha256 = '{result.file_sha256[:12]}...'")
+    if result.unused_columns:
+        typer.echo(f"  columns not named in the spec (not stored): {', '.join(result.unused_columns)}")
+    if result.rows_loaded == 0:
+        typer.secho("error: nothing was loaded: every row was rejected (see the reasons above)", fg="red", err=True)
+        raise typer.Exit(1)
+
+
+def parse_interval(text: str) -> float:
+    """'15m' -> 900.0 seconds; accepts s, m, h."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise typer.BadParameter(f"{text!r} is not an interval like 30s, 15m or 1h", param_hint="--every")
+    return float(match.group(1)) * {"s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def materialize_command(
+    view: Annotated[list[str] | None, typer.Option("--view", help="only this feature view (repeatable)")] = None,
+    every: Annotated[str | None, typer.Option("--every", help="repeat on an interval, e.g. 15m")] = None,
+    runs: Annotated[int | None, typer.Option(help="with --every: stop after this many runs")] = None,
+) -> None:
+    """Move the latest offline rows of consenting leads to Redis; with --every, keep doing it on a schedule."""
+    from pipelines.materialize import materialize
+
+    settings = _settings()
+    if every is None:
+        for r in materialize(settings, view or None):
+            typer.echo(f"{r.feature_view}: wrote {r.rows_written} rows, removed {r.rows_skipped_no_consent} "
+                       f"without consent, {r.seconds:.1f} s")
+        return
+    interval = parse_interval(every)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    done = 0
+    while runs is None or done < runs:
+        started = time.monotonic()
+        try:
+            results = materialize(settings, view or None)
+            log.info("materialize ok: %d rows in %.1f s (%s)", sum(r.rows_written for r in results),
+                     time.monotonic() - started, ", ".join(f"{r.feature_view}={r.rows_written}" for r in results))
+        except Exception as exc:  # noqa: BLE001 - a failed run is logged and the schedule goes on
+            log.error("materialize failed: %s; next run in %s", exc, every)
+        done += 1
+        if runs is not None and done >= runs:
+            break
+        time.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register the repo's entities, sources, views and services (`feast apply` with this machine's config)."""
+    from pipelines.feature_store import apply
+
+    apply(_settings())
+    typer.echo("feature repo applied")
+
+
+@features_app.command("env")
+def features_env() -> None:
+    """Print `export` lines so plain `feast` commands in feature_repo/ reach this machine's servers."""
+    import shlex
+
+    for key, value in _settings().feast_env().items():
+        typer.echo(f"export {key}={shlex.quote(value)}")
+
+
+@features_app.command("online")
+def features_online(
+    lead_ids: Annotated[list[str], typer.Argument(help="one or more lead ids")],
+    service: Annotated[str, typer.Option(help="feature service")] = "lead_scoring_v1",
+) -> None:
+    """Print leads' online feature vectors as JSON."""
+    from pipelines.feature_store import feature_store
+    from pipelines.online import online_features
+
+    rows = online_features(feature_store(_settings()), service, lead_ids)
+    typer.echo(json.dumps(rows, indent=2, default=str))

@@ -1,0 +1,144 @@
+"""`leadscore materialize`: move the latest offline rows into Redis, incrementally, only for consenting leads.
+
+For each online feature view backed by a PostgreSQL table: the entity keys whose rows arrived (by `created_at`)
+since the last successful run are found, and for each the latest row by event time (ties: latest created) within
+the view's TTL is written through Feast's Redis online store. Lead-keyed rows are written only when the lead has a
+granted, unexpired `scoring` consent; the online rows of leads without one are deleted. Each run is recorded in
+`offline.materialization_runs`. `--every 15m` repeats it under a lock so two runs never overlap.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from infra.config import Settings
+
+BATCH_ROWS = 20_000
+_LOCK_KEY = 7_120_352
+
+
+OVERLAP = timedelta(minutes=5)  # re-read a little: rows committed late by a slow transaction are not missed
+
+
+@dataclass
+class MaterializeResult:
+    feature_view: str
+    window_start: datetime
+    window_end: datetime
+    rows_written: int
+    rows_skipped_no_consent: int
+    seconds: float
+
+
+def _latest_rows_sql(table: str, keys: list[str], ts: str, created: str | None, features: list[str],
+                     consent: bool) -> str:
+    key_cols = ", ".join(f't."{k}"' for k in keys)
+    order = f't."{ts}" DESC' + (f', t."{created}" DESC' if created else "")
+    feats = ", ".join(f't."{f}"' for f in features)
+    consent_join = ("JOIN compliance.consent c ON c.lead_id = t.lead_id AND c.purpose = 'scoring' AND c.granted "
+                    "AND (c.expires_at IS NULL OR c.expires_at > now())") if consent else ""
+    changed = f"SELECT DISTINCT {', '.join(k for k in keys)} FROM {table} WHERE {created or ts} > %(since)s"
+    return f"""SELECT DISTINCT ON ({key_cols}) {key_cols}, t."{ts}" AS event_timestamp,
+               {f't."{created}"' if created else 'NULL::timestamptz'} AS created_at, {feats}
+        FROM {table} t JOIN ({changed}) ch USING ({", ".join(keys)}) {consent_join}
+        WHERE t."{ts}" <= %(end)s AND t."{ts}" > %(oldest)s
+        ORDER BY {key_cols}, {order}"""
+
+
+def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # noqa: ANN001
+    """Materialize one feature view; see the module docstring."""
+    import pyarrow as pa
+    from feast.utils import _convert_arrow_to_proto
+
+    t0 = time.monotonic()
+    source = fv.batch_source
+    table = getattr(source, "_postgres_options", None) and source._postgres_options._table
+    if not table:
+        raise RuntimeError(f"feature view {fv.name}: only PostgreSQL tables can be materialized by LeadScore")
+    keys = [e.name for e in fv.entity_columns]
+    features = [f.name for f in fv.features]
+    lead_keyed = keys == ["lead_id"]
+    last = conn.execute("SELECT max(window_end) FROM offline.materialization_runs WHERE feature_view = %s AND ok",
+                        (fv.name,)).fetchone()[0]
+    since = last - OVERLAP if last else datetime(1970, 1, 1, tzinfo=timezone.utc)
+    oldest = end - fv.ttl if fv.ttl and fv.ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=timezone.utc)
+    params = {"since": since, "end": end, "oldest": oldest}
+    sql = _latest_rows_sql(table, keys, source.timestamp_field, source.created_timestamp_column or None,
+                           features, consent=lead_keyed)
+    provider = store._get_provider()
+    join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
+    written = 0
+    with conn.transaction(), conn.cursor(name=f"materialize_{fv.name}") as cur:
+        cur.itersize = BATCH_ROWS
+        cur.execute(sql, params)
+        names = [d.name for d in cur.description]
+        while rows := cur.fetchmany(BATCH_ROWS):
+            batch = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+            data = _convert_arrow_to_proto(batch, fv, join_keys)
+            provider.online_write_batch(store.config, fv, data, progress=None)
+            written += len(rows)
+    skipped = 0
+    if lead_keyed:
+        skipped = _forget_without_consent(store, fv, conn, since)
+    return MaterializeResult(fv.name, since, end, written, skipped, time.monotonic() - t0)
+
+
+def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: ANN001
+    """Delete the online rows of leads whose data changed, or whose consent changed, and who lack scoring consent."""
+    from feast.infra.online_stores.helpers import _mmh3, _redis_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    table = fv.batch_source._postgres_options._table
+    rows = conn.execute(f"""SELECT DISTINCT t.lead_id FROM {table} t
+        LEFT JOIN compliance.consent c ON c.lead_id = t.lead_id AND c.purpose = 'scoring'
+        WHERE (t.created_at > %(since)s OR c.recorded_at > %(since)s)
+          AND NOT coalesce(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()), false)""",
+                        {"since": since}).fetchall()
+    if not rows:
+        return 0
+    client = store._get_provider().online_store._get_client(store.config.online_store)
+    fields = [_mmh3(f"{fv.name}:{f.name}") for f in fv.features] + [f"_ts:{fv.name}".encode()]
+    with client.pipeline(transaction=False) as pipe:
+        for (lead_id,) in rows:
+            key = _redis_key(store.project, EntityKey(join_keys=["lead_id"], entity_values=[Value(string_val=lead_id)]),
+                             store.config.entity_key_serialization_version)
+            pipe.hdel(key, *fields)
+        pipe.execute()
+    return len(rows)
+
+
+def materialize(settings: Settings, views: list[str] | None = None) -> list[MaterializeResult]:
+    """Materialize every online feature view (or `views`), under a lock; record each run."""
+    import psycopg
+
+    from pipelines.feature_store import feature_store
+
+    store = feature_store(settings)
+    chosen = [fv for fv in store.list_feature_views() if fv.online and (not views or fv.name in views)]
+    if views and len(chosen) != len(views):
+        known = sorted(fv.name for fv in store.list_feature_views())
+        raise ValueError(f"unknown feature view(s) {sorted(set(views) - {fv.name for fv in chosen})}; known: {known}")
+    results = []
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0]:
+            raise RuntimeError("another materialization is running; this run was skipped (it holds the lock)")
+        try:
+            for fv in chosen:
+                end = datetime.now(timezone.utc)
+                try:
+                    result = materialize_view(store, fv, conn, end)
+                except Exception as exc:
+                    conn.execute("INSERT INTO offline.materialization_runs (feature_view, window_start, window_end, ok, "
+                                 "error) VALUES (%s, %s, %s, false, %s)", (fv.name, end, end, str(exc)[:500]))
+                    raise
+                conn.execute("""INSERT INTO offline.materialization_runs (feature_view, window_start, window_end,
+                    rows_written, rows_skipped_no_consent, seconds, ok) VALUES (%s, %s, %s, %s, %s, %s, true)""",
+                             (fv.name, result.window_start, end, result.rows_written,
+                              result.rows_skipped_no_consent, result.seconds))
+                results.append(result)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+    return results
