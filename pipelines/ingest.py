@@ -101,7 +101,8 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
         feats = feats.loc[~dup]
     names = [n for n, _ in spec.feature_columns]
     stage = f"stage_{spec.name}"
-    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.table} INCLUDING DEFAULTS) "
+                 "ON COMMIT DELETE ROWS")
     _copy_frame(conn, stage, feats[["lead_id", "event_timestamp", *names]])
     quoted = ", ".join(f'"{n}"' for n in names)
     conn.execute(f"""INSERT INTO {spec.table} AS t (lead_id, event_timestamp, {quoted})

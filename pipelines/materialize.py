@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from infra.config import Settings
 
@@ -62,8 +62,8 @@ def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # no
     lead_keyed = keys == ["lead_id"]
     last = conn.execute("SELECT max(window_end) FROM offline.materialization_runs WHERE feature_view = %s AND ok",
                         (fv.name,)).fetchone()[0]
-    since = last - OVERLAP if last else datetime(1970, 1, 1, tzinfo=timezone.utc)
-    oldest = end - fv.ttl if fv.ttl and fv.ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=timezone.utc)
+    since = last - OVERLAP if last else datetime(1970, 1, 1, tzinfo=UTC)
+    oldest = end - fv.ttl if fv.ttl and fv.ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC)
     params = {"since": since, "end": end, "oldest": oldest}
     sql = _latest_rows_sql(table, keys, source.timestamp_field, source.created_timestamp_column or None,
                            features, consent=lead_keyed)
@@ -127,12 +127,12 @@ def materialize(settings: Settings, views: list[str] | None = None) -> list[Mate
             raise RuntimeError("another materialization is running; this run was skipped (it holds the lock)")
         try:
             for fv in chosen:
-                end = datetime.now(timezone.utc)
+                end = datetime.now(UTC)
                 try:
                     result = materialize_view(store, fv, conn, end)
                 except Exception as exc:
-                    conn.execute("INSERT INTO offline.materialization_runs (feature_view, window_start, window_end, ok, "
-                                 "error) VALUES (%s, %s, %s, false, %s)", (fv.name, end, end, str(exc)[:500]))
+                    conn.execute("INSERT INTO offline.materialization_runs (feature_view, window_start, window_end, "
+                                 "ok, error) VALUES (%s, %s, %s, false, %s)", (fv.name, end, end, str(exc)[:500]))
                     raise
                 conn.execute("""INSERT INTO offline.materialization_runs (feature_view, window_start, window_end,
                     rows_written, rows_skipped_no_consent, seconds, ok) VALUES (%s, %s, %s, %s, %s, %s, true)""",

@@ -11,10 +11,8 @@ def needs_request_time(store, service_name: str) -> bool:  # noqa: ANN001
     """True if the service has an on-demand view that reads `as_of_ts` from the request."""
     service = store.get_feature_service(service_name)
     odfv_names = {p.name for p in service.feature_view_projections}
-    for odfv in store.list_on_demand_feature_views():
-        if odfv.name in odfv_names and odfv.source_request_sources:
-            return True
-    return False
+    return any(odfv.name in odfv_names and odfv.source_request_sources
+               for odfv in store.list_on_demand_feature_views())
 
 
 def online_features(store, service_name: str, lead_ids: Sequence[str], as_of: float | None = None,  # noqa: ANN001

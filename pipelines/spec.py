@@ -8,7 +8,7 @@ generates the dataset's Feast feature view and feature service from it.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -42,7 +42,7 @@ class TimestampSpec(_Strict):
         if (self.column is None) == (self.default is None):
             raise ValueError("give exactly one of `column` (a timestamp column) or `default` (one time for all rows)")
         if self.default is not None and self.default.tzinfo is None:
-            object.__setattr__(self, "default", self.default.replace(tzinfo=timezone.utc))
+            object.__setattr__(self, "default", self.default.replace(tzinfo=UTC))
         return self
 
 

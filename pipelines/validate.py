@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -63,7 +63,7 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         parsed = pd.to_datetime(col, format=ts_spec.format, utc=True, errors="coerce")
         fail(parsed.isna(), "event time " + col.astype(str).map(repr) + f" is not a date (column '{ts_spec.column}'"
              + (f", expected format {ts_spec.format}" if ts_spec.format else "") + ")")
-        limit = datetime.now(timezone.utc) + FUTURE_SLACK
+        limit = datetime.now(UTC) + FUTURE_SLACK
         fail(parsed > limit, "event time " + col.astype(str) + f" is in the future (column '{ts_spec.column}')")
         out["event_timestamp"] = parsed
     else:
@@ -87,7 +87,7 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
             fail(missing, f"{where} is required but missing")
         if f.type in ("int", "float"):
             num = pd.to_numeric(text.where(~missing), errors="coerce")
-            fail(~missing & num.isna(), f"{where}: " + text.map(repr) + f" is not a number")
+            fail(~missing & num.isna(), f"{where}: " + text.map(repr) + " is not a number")
             if f.type == "int":
                 fail(~missing & num.notna() & (num % 1 != 0), f"{where}: " + text.map(repr) + " is not a whole number")
             if f.min is not None:
