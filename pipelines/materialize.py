@@ -110,13 +110,14 @@ def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: A
     return len(rows)
 
 
-def materialize(settings: Settings, views: list[str] | None = None) -> list[MaterializeResult]:
+def materialize(settings: Settings, views: list[str] | None = None,
+                repo_path: Path | None = None) -> list[MaterializeResult]:
     """Materialize every online feature view (or `views`), under a lock; record each run."""
     import psycopg
 
-    from pipelines.feature_store import feature_store
+    from pipelines.feature_store import FEATURE_REPO, feature_store
 
-    store = feature_store(settings)
+    store = feature_store(settings, repo_path or FEATURE_REPO)
     chosen = [fv for fv in store.list_feature_views() if fv.online and (not views or fv.name in views)]
     if views and len(chosen) != len(views):
         known = sorted(fv.name for fv in store.list_feature_views())

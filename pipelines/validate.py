@@ -32,6 +32,14 @@ def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
     return values.map(lambda v: None if v is None else hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest())
 
 
+def _iso_after(value: object, limit: datetime) -> bool:
+    try:
+        when = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        return False
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)) > limit
+
+
 def _missing(col: pd.Series, null_values: set[str]) -> pd.Series:
     return col.isna() | col.astype(str).str.strip().isin(null_values)
 
@@ -61,10 +69,13 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     if ts_spec.column:
         col = raw[ts_spec.column]
         parsed = pd.to_datetime(col, format=ts_spec.format, utc=True, errors="coerce")
+        limit = datetime.now(UTC) + FUTURE_SLACK
+        # pandas cannot hold dates after 2262: a typo like 2999 comes back unparsed, but it is a future date
+        beyond = parsed.isna() & col.map(lambda v: _iso_after(v, limit))
+        fail(beyond | (parsed > limit), "event time " + col.astype(str).map(repr)
+             + f" is in the future (column '{ts_spec.column}')")
         fail(parsed.isna(), "event time " + col.astype(str).map(repr) + f" is not a date (column '{ts_spec.column}'"
              + (f", expected format {ts_spec.format}" if ts_spec.format else "") + ")")
-        limit = datetime.now(UTC) + FUTURE_SLACK
-        fail(parsed > limit, "event time " + col.astype(str) + f" is in the future (column '{ts_spec.column}')")
         out["event_timestamp"] = parsed
     else:
         out["event_timestamp"] = pd.Timestamp(ts_spec.default)

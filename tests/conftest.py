@@ -60,3 +60,15 @@ def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 @pytest.fixture(scope="session")
 def settings(stack_env_vars: dict[str, str]) -> Settings:
     return Settings.load(stack_env_vars)
+
+
+SHARED_DATA = Path(os.environ.get("LEADSCORE_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def applied_store(settings: Settings):  # noqa: ANN201 - feast.FeatureStore
+    """The Feast repo applied to the session stack's registry; returns a FeatureStore over it."""
+    from pipelines.feature_store import apply, feature_store
+
+    apply(settings)
+    return feature_store(settings)
