@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from infra.config import Settings
 
 BATCH_ROWS = 20_000
+FEAST_KINDS = {"String": "string", "Int64": "int", "Int32": "int", "Float64": "float", "Float32": "float",
+               "Bool": "bool"}
 _LOCK_KEY = 7_120_352
 
 
@@ -47,11 +49,76 @@ def _latest_rows_sql(table: str, keys: list[str], ts: str, created: str | None, 
         ORDER BY {key_cols}, {order}"""
 
 
+class OnlineWriter:
+    """Writes (keys..., event_timestamp, created_at, features...) rows into Feast's Redis layout for one view.
+
+    Single-string-key views take the direct path (pipelines/redis_codec.py); an older row never overwrites a newer
+    one already online (the stream workers push fresher rows). Other views go through Feast's own writer.
+    """
+
+    def __init__(self, store, fv) -> None:  # noqa: ANN001
+        from pipelines.redis_codec import EntityKeyCodec, field_key
+
+        self.store, self.fv = store, fv
+        keys = [e.name for e in fv.entity_columns]
+        self.direct = len(keys) == 1 and fv.entity_columns[0].dtype.to_value_type().name == "STRING" and all(
+            str(f.dtype) in FEAST_KINDS for f in fv.features)
+        self.n_keys = len(keys)
+        if self.direct:
+            self.codec = EntityKeyCodec(keys[0], store.project)
+            self.ts_field = f"_ts:{fv.name}".encode()
+            self.fields = [(field_key(fv.name, f.name), FEAST_KINDS[str(f.dtype)]) for f in fv.features]
+            self.client = store._get_provider().online_store._get_client(store.config.online_store)
+
+    def write(self, rows: list[tuple]) -> int:
+        """Write a batch; return how many rows were written (older-than-online rows are skipped)."""
+        if not self.direct:
+            return self._write_with_feast(rows)
+        from pipelines.redis_codec import encode_timestamp, encode_value, resp_command, send_pipelined
+
+        keys = [self.codec.key(r[0]) for r in rows]
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.hget(key, self.ts_field)
+        online_ts = [_timestamp_seconds(b) for b in pipe.execute()]
+        commands = []
+        for key, row, current in zip(keys, rows, online_ts, strict=True):
+            event_ts = row[1].timestamp()
+            if current is not None and current > event_ts:
+                continue
+            args = [b"HSET", key, self.ts_field, encode_timestamp(event_ts)]
+            for (field, kind), value in zip(self.fields, row[3:], strict=True):
+                args += (field, encode_value(kind, value))
+            commands.append(resp_command(args))
+        if commands:
+            send_pipelined(self.client, commands, len(commands))
+        return len(commands)
+
+    def _write_with_feast(self, rows: list[tuple]) -> int:
+        import pyarrow as pa
+        from feast.utils import _convert_arrow_to_proto
+
+        names = [e.name for e in self.fv.entity_columns] + ["event_timestamp", "created_at"] + [
+            f.name for f in self.fv.features]
+        batch = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
+        join_keys = {e.name: e.dtype.to_value_type() for e in self.fv.entity_columns}
+        data = _convert_arrow_to_proto(batch, self.fv, join_keys)
+        self.store._get_provider().online_write_batch(self.store.config, self.fv, data, progress=None)
+        return len(rows)
+
+
+def _timestamp_seconds(raw: bytes | None) -> float | None:
+    """Seconds of a serialized google.protobuf.Timestamp (None if absent)."""
+    if raw is None:
+        return None
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp.FromString(raw)
+    return ts.seconds + ts.nanos / 1e9
+
+
 def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # noqa: ANN001
     """Materialize one feature view; see the module docstring."""
-    import pyarrow as pa
-    from feast.utils import _convert_arrow_to_proto
-
     t0 = time.monotonic()
     source = fv.batch_source
     table = getattr(source, "_postgres_options", None) and source._postgres_options._table
@@ -67,18 +134,13 @@ def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # no
     params = {"since": since, "end": end, "oldest": oldest}
     sql = _latest_rows_sql(table, keys, source.timestamp_field, source.created_timestamp_column or None,
                            features, consent=lead_keyed)
-    provider = store._get_provider()
-    join_keys = {e.name: e.dtype.to_value_type() for e in fv.entity_columns}
     written = 0
     with conn.transaction(), conn.cursor(name=f"materialize_{fv.name}") as cur:
         cur.itersize = BATCH_ROWS
         cur.execute(sql, params)
-        names = [d.name for d in cur.description]
+        writer = OnlineWriter(store, fv)
         while rows := cur.fetchmany(BATCH_ROWS):
-            batch = pa.Table.from_pylist([dict(zip(names, r, strict=True)) for r in rows])
-            data = _convert_arrow_to_proto(batch, fv, join_keys)
-            provider.online_write_batch(store.config, fv, data, progress=None)
-            written += len(rows)
+            written += writer.write(rows)
     skipped = 0
     if lead_keyed:
         skipped = _forget_without_consent(store, fv, conn, since)
