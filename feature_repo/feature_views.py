@@ -75,7 +75,7 @@ lead_engagement_fv = FeatureView(
 market_context_fv = FeatureView(
     name="market_context",
     entities=[city],
-    ttl=timedelta(days=120),
+    ttl=timedelta(days=730),  # policy rates can hold for two years (Feb 2023 - Feb 2025)
     schema=[
         Field(name="repo_rate_pct", dtype=Float64, description="RBI policy repo rate in force, percent"),
         Field(name="home_loan_rate_pct", dtype=Float64, description="typical home-loan rate, percent"),

@@ -48,6 +48,17 @@ def ingest_crm_command(
         raise typer.Exit(1)
 
 
+@ingest_app.command("market")
+def ingest_market_command(
+    city: Annotated[list[str] | None, typer.Option("--city", help="cities to load (default: leads' cities + IN)")] = None,
+) -> None:
+    """Load the RBI repo-rate history (feature_repo/data/rbi_repo_rate.csv) into the market context table."""
+    from pipelines.market import load_repo_rate
+
+    rows = load_repo_rate(_settings(), city or None)
+    typer.echo(f"market context: {rows} city x rate-change rows upserted")
+
+
 def parse_interval(text: str) -> float:
     """'15m' -> 900.0 seconds; accepts s, m, h."""
     match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh])", text.strip())

@@ -174,3 +174,15 @@ def test_leads_without_scoring_consent_never_reach_redis(settings: Settings, tmp
     run = materialize(settings, ["test_consent"], repo_path=repo)[0]
     assert run.rows_skipped_no_consent >= 1
     assert online_features(store, "test_consent_v1", ["A1"])[0]["age"] is None
+
+
+def test_rbi_repo_rate_history_reaches_the_online_store_per_city(settings: Settings, applied_store) -> None:  # noqa: ANN001
+    from pipelines.market import NATIONAL, load_repo_rate, read_repo_rate
+
+    changes = read_repo_rate()
+    assert changes == sorted(changes) and all(3.0 < rate < 9.0 for _, rate in changes)
+    assert load_repo_rate(settings, ["Pune"]) == 2 * len(changes)
+    materialize(settings, ["market_context"])
+    got = applied_store.get_online_features(features=["market_context:repo_rate_pct"],
+                                            entity_rows=[{"city": "Pune"}, {"city": NATIONAL}]).to_dict()
+    assert got["repo_rate_pct"] == [changes[-1][1]] * 2
