@@ -50,7 +50,8 @@ def ingest_crm_command(
 
 @ingest_app.command("market")
 def ingest_market_command(
-    city: Annotated[list[str] | None, typer.Option("--city", help="cities to load (default: leads' cities + IN)")] = None,
+    city: Annotated[list[str] | None,
+                    typer.Option("--city", help="cities to load (default: leads' cities + IN)")] = None,
 ) -> None:
     """Load the RBI repo-rate history (feature_repo/data/rbi_repo_rate.csv) into the market context table."""
     from pipelines.market import load_repo_rate
