@@ -68,6 +68,15 @@ def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int
 
 def ensure_table(conn, spec: DatasetSpec) -> None:  # noqa: ANN001
     """Create the dataset's offline table, or add the spec's new feature columns to it."""
+    if spec.feature_view:  # a hand-written view's table, made by a migration: check it fits, never alter it
+        have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
+                                           "table_schema = 'offline' AND table_name = %s", (spec.feature_view,))}
+        missing = [name for name, _ in spec.feature_columns if name not in have]
+        if not have or missing:
+            raise SpecError(f"spec '{spec.name}' loads into {spec.table}, which "
+                            + ("does not exist" if not have else f"has no column(s) {missing}")
+                            + ": add them in a new migration in infra/migrations/")
+        return
     cols = ",\n".join(f'    "{name}" {SQL_TYPES[kind]}' for name, kind in spec.feature_columns)
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {spec.table} (
     lead_id text NOT NULL,

@@ -94,6 +94,8 @@ class DatasetSpec(_Strict):
     description: str
     owner: str
     version: int = Field(1, ge=1, description="feature service version: <name>_v<version>")
+    feature_view: str | None = Field(None, description="load into the table of this hand-written feature view "
+                                     "(feature_repo/feature_views.py) instead of generating one for the dataset")
     source_url: str | None = None
     ttl_days: int = Field(3650, ge=1)
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
@@ -131,7 +133,7 @@ class DatasetSpec(_Strict):
 
     @property
     def table(self) -> str:
-        return f"offline.{self.name}"
+        return f"offline.{self.feature_view or self.name}"
 
     @property
     def feature_service(self) -> str:
