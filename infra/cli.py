@@ -26,6 +26,9 @@ def _register_pipelines() -> None:
     app.add_typer(ingest_app, name="ingest")
     app.add_typer(features_app, name="features")
     app.command("materialize")(materialize_command)
+    from pipelines.streams.cli import stream_app
+
+    app.add_typer(stream_app, name="stream")
 
 
 _register_pipelines()

@@ -1,0 +1,203 @@
+"""The Faust app: one agent folds every lead event into the `lead_to_engagement` table and lands the results.
+
+Built by `create_app(settings)` (nothing happens at import). Scale out by starting more workers
+(`leadscore stream worker`): they share the consumer group `leadscore-streams` and split the partitions.
+
+Per batch (up to `batch_size` events or `flush_s` seconds): parse each message into its topic's record, send bad
+ones to `lead.deadletter` with the reason and the original bytes, drop duplicates by event id, update each lead's
+state once, then write every changed lead's row offline (PostgreSQL) and online (Redis, leads with scoring consent),
+labels for conversions, and message text. Only then does the loop move on, which acknowledges the batch: offsets
+are committed after both stores accepted it (at-least-once; the writes are idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import faust
+
+from infra.config import Settings
+from pipelines.streams import metrics
+from pipelines.streams.aggregate import apply_event, feature_row, new_state
+from pipelines.streams.records import (
+    ALLOWED,
+    RECORD_FOR_TOPIC,
+    SOURCE_TOPICS,
+    TOPIC_CALLS,
+    TOPIC_CRM,
+    TOPIC_DEADLETTER,
+    TOPIC_MESSAGES,
+)
+from pipelines.streams.sinks import LABEL_OF_STATUS, Batch, StoreSink
+
+log = logging.getLogger("leadscore.streams")
+FUTURE_SLACK = timedelta(minutes=5)
+APP_ID = "leadscore-streams"
+
+
+class BadEvent(ValueError):
+    """An event that cannot be processed; `reason` is the dead-letter reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+def parse(topic: str, key: bytes | None, raw: bytes | None):  # noqa: ANN201 - a LeadEvent
+    """Bytes -> typed record, or BadEvent with a reason."""
+    try:
+        data = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadEvent("unparseable", f"not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise BadEvent("unparseable", "not a JSON object")
+    data.pop("__faust", None)
+    try:
+        event = RECORD_FOR_TOPIC[topic].from_data(data)
+    except TypeError as exc:
+        raise BadEvent("missing_field", str(exc).split("__init__() ")[-1]) from None
+    except ValueError as exc:
+        raise BadEvent("invalid_value", str(exc)) from None
+    for (t, name), allowed in ALLOWED.items():
+        if t == topic and getattr(event, name) not in allowed:
+            raise BadEvent("invalid_value", f"{name}={getattr(event, name)!r} is not one of {list(allowed)}")
+    if not event.event_id or not event.lead_id:
+        raise BadEvent("missing_field", "event_id and lead_id must not be empty")
+    if event.event_time.tzinfo is None:
+        event.event_time = event.event_time.replace(tzinfo=UTC)
+    if event.event_time > datetime.now(UTC) + FUTURE_SLACK:
+        raise BadEvent("future_event_time", f"event_time {event.event_time.isoformat()} is in the future")
+    if key is not None and key.decode(errors="replace") != event.lead_id:
+        raise BadEvent("key_mismatch", f"message key {key!r} is not the lead_id {event.lead_id!r}")
+    return event
+
+
+def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1) -> faust.App:
+    """The stream app for these servers."""
+    partitions = int(settings.env.get("LEADSCORE_STREAM_PARTITIONS", "6"))
+    app = faust.App(
+        APP_ID, broker=f"kafka://{settings.kafka_bootstrap}", store="memory://", topic_partitions=partitions,
+        web_enabled=False, processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
+        broker_commit_every=batch_size, broker_commit_interval=1.0, producer_acks=-1,
+        table_standby_replicas=0, topic_disable_leader=True,
+    )
+    source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
+                       value_serializer="raw", partitions=partitions)
+    deadletter = app.topic(TOPIC_DEADLETTER, key_type=bytes, value_type=bytes, key_serializer="raw",
+                           value_serializer="raw", partitions=partitions)
+    # keyed by lead id; the default partitioner puts a lead's changelog on its events' partition
+    lead_to_engagement = app.Table("lead_to_engagement", default=None, partitions=partitions, key_type=bytes,
+                                   use_partitioner=True)  # keys raw bytes, values JSON (the app defaults)
+    state = {"sink": None}
+
+    @app.agent(source)
+    async def aggregate_lead_events(stream):  # noqa: ANN001
+        loop = asyncio.get_running_loop()
+        if state["sink"] is None:
+            state["sink"] = await loop.run_in_executor(None, StoreSink, settings)
+        sink: StoreSink = state["sink"]
+        async for events in stream.take_events(batch_size, within=flush_s):
+            started = time.monotonic()
+            batch, dead, touched = Batch(), [], {}
+            parsed = []
+            for ev in events:
+                msg = ev.message
+                metrics.EVENTS_IN.labels(msg.topic).inc()
+                try:
+                    parsed.append((msg.topic, parse(msg.topic, msg.key, msg.value)))
+                except BadEvent as exc:
+                    dead.append((ev, exc.reason, str(exc)))
+            unknown = {e.lead_id for _, e in parsed if e.lead_id not in sink.consent.known}
+            if unknown:  # a lead may have been ingested seconds ago: look again before refusing
+                await loop.run_in_executor(None, sink.consent.refresh)
+            for topic, event in parsed:
+                if event.lead_id not in sink.consent.known:
+                    dead.append((None, "unknown_lead", f"lead {event.lead_id!r} has no consent on record",
+                                 topic, event))
+                    continue
+                key = event.lead_id.encode()
+                lead_state = touched.get(key) or lead_to_engagement.get(key) or new_state()
+                if apply_event(lead_state, topic, event):
+                    touched[key] = lead_state
+                else:
+                    metrics.DUPLICATES.inc()
+                if topic == TOPIC_CRM and event.status in LABEL_OF_STATUS:
+                    batch.labels.append((event.lead_id, event.event_time, LABEL_OF_STATUS[event.status]))
+                if topic in (TOPIC_MESSAGES, TOPIC_CALLS):
+                    text = event.text if topic == TOPIC_MESSAGES else event.notes
+                    kind = event.channel if topic == TOPIC_MESSAGES else "call_note"
+                    if text:
+                        batch.messages.append((event.event_id, event.lead_id, kind, event.direction,
+                                               event.event_time, text))
+            for key, lead_state in touched.items():
+                if lead_state["last"] is not None:
+                    batch.rows[key.decode()] = feature_row(lead_state)
+            await _send_dead(deadletter, dead, events)
+            counts = await _write_with_retry(loop, sink, batch)
+            for key, lead_state in touched.items():  # changelog after the stores: a replay re-derives the rows
+                lead_to_engagement[key] = lead_state
+            done = time.time()
+            for _, event in parsed:
+                metrics.FRESHNESS.observe(max(0.0, done - event.event_time.timestamp()))
+            for sink_name, n in counts.items():
+                metrics.ROWS_OUT.labels(sink_name).inc(n)
+            metrics.BATCH_SIZE.observe(len(events))
+            metrics.BATCH_SECONDS.observe(time.monotonic() - started)
+            _record_lag(app, events)
+
+    @app.timer(interval=5.0)
+    async def refresh_consent() -> None:
+        if state["sink"] is not None:
+            await asyncio.get_running_loop().run_in_executor(None, state["sink"].consent.refresh)
+
+    app.aggregate_lead_events = aggregate_lead_events  # type: ignore[attr-defined]
+    return app
+
+
+async def _write_with_retry(loop, sink: StoreSink, batch: Batch) -> dict[str, int]:  # noqa: ANN001
+    """Land the batch; while a store is down, retry with back-off (the batch stays unacknowledged: nothing lost)."""
+    delay = 0.5
+    while True:
+        try:
+            return await loop.run_in_executor(None, sink.write, batch)
+        except Exception as exc:  # noqa: BLE001 - any store failure: log, reconnect, retry
+            metrics.SINK_ERRORS.inc()
+            log.error("writing the batch failed (%s); retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            await loop.run_in_executor(None, sink.reconnect)
+
+
+async def _send_dead(topic, dead: list, events) -> None:  # noqa: ANN001
+    """Dead-letter every bad event with its reason and original payload; wait until the broker has them."""
+    futures = []
+    for item in dead:
+        ev, reason, detail = item[0], item[1], item[2]
+        if ev is not None:
+            msg = ev.message
+            source, partition, offset, key, raw = msg.topic, msg.partition, msg.offset, msg.key, msg.value
+        else:
+            _, event = item[3], item[4]
+            source, partition, offset, key, raw = item[3], None, None, event.lead_id.encode(), event.dumps()
+        payload = (raw or b"").decode("utf-8", errors="replace")
+        body = json.dumps({"reason": reason, "detail": detail, "source_topic": source, "partition": partition,
+                           "offset": offset, "payload": payload, "at": datetime.now(UTC).isoformat()}).encode()
+        futures.append(await topic.send(key=key, value=body))
+        metrics.DEADLETTERED.labels(reason).inc()
+        log.warning("dead-lettered %s event from %s: %s", reason, source, detail)
+    if futures:
+        await asyncio.gather(*futures)
+
+
+def _record_lag(app: faust.App, events) -> None:  # noqa: ANN001
+    last: dict = {}
+    for ev in events:
+        last[ev.message.tp] = ev.message.offset
+    for tp, offset in last.items():
+        highwater = app.consumer.highwater(tp)
+        if highwater is not None:
+            metrics.LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - offset - 1))

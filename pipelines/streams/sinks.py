@@ -1,0 +1,158 @@
+"""Where a batch of stream results goes: offline rows, online rows, labels and message text, all idempotent.
+
+Called from the agent in a worker thread, once per batch, before the batch's offsets may be committed: if any
+write fails the batch is not acknowledged and is processed again (the writes are upserts keyed by lead and event
+time, or by event id, so a replay rewrites the same rows).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from infra.config import Settings
+from pipelines.streams.aggregate import FEATURE_COLUMNS
+
+LABEL_OF_STATUS = {"converted": 1, "lost": 0}
+STREAM_DATASET = "broker_leads"  # the label set stream conversions feed (spec feature_repo/datasets/broker_leads.yaml)
+
+
+@dataclass
+class Batch:
+    """What one batch of events produced."""
+
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # lead_id -> engagement row
+    labels: list[tuple[str, datetime, int]] = field(default_factory=list)
+    messages: list[tuple[str, str, str, str, datetime, str]] = field(default_factory=list)  # id, lead, kind, dir, at, text
+
+
+class ConsentCache:
+    """Which leads may be scored and whose text may be kept; refreshed incrementally from compliance.consent."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.known: set[str] = set()
+        self.scoring: set[str] = set()
+        self.text: set[str] = set()
+        self.since: datetime | None = None
+        self.lock = threading.Lock()
+
+    def refresh(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.settings.pg_dsn()) as conn:
+            rows = conn.execute(
+                "SELECT lead_id, purpose, granted AND (expires_at IS NULL OR expires_at > now()), recorded_at "
+                "FROM compliance.consent WHERE %(since)s::timestamptz IS NULL OR recorded_at >= %(since)s",
+                {"since": self.since}).fetchall()
+        with self.lock:
+            for lead_id, purpose, granted, recorded_at in rows:
+                self.known.add(lead_id)
+                target = self.scoring if purpose == "scoring" else self.text if purpose == "text_analysis" else None
+                if target is not None:
+                    (target.add if granted else target.discard)(lead_id)
+                if self.since is None or recorded_at > self.since:
+                    self.since = recorded_at
+
+
+class StoreSink:
+    """Writes batches to PostgreSQL (offline store, labels, text store) and Redis (online store)."""
+
+    def __init__(self, settings: Settings) -> None:
+        import psycopg
+
+        from pipelines.feature_store import feature_store
+        from pipelines.materialize import OnlineWriter
+
+        self.settings = settings
+        self.conn = psycopg.connect(settings.pg_dsn())
+        store = feature_store(settings)
+        self.fv = store.get_feature_view("lead_engagement")
+        self.writer = OnlineWriter(store, self.fv)
+        self.online_features = [f.name for f in self.fv.features]
+        self.consent = ConsentCache(settings)
+        self.consent.refresh()
+
+    def write(self, batch: Batch) -> dict[str, int]:
+        """Write everything in one PostgreSQL transaction, then the online rows; return counts per sink."""
+        now = datetime.now().astimezone()
+        rows = list(batch.rows.items())
+        with self.conn.transaction():
+            if rows:
+                self._upsert_engagement(rows, now)
+            if batch.labels:
+                self._copy_upsert("offline.labels", ["dataset", "lead_id", "event_timestamp", "label"],
+                                  [(STREAM_DATASET, *lab) for lab in batch.labels],
+                                  "(dataset, lead_id, event_timestamp) DO UPDATE SET label = EXCLUDED.label")
+            if batch.messages:
+                with self.consent.lock:
+                    keep = self.consent.text
+                    msgs = [(i, lead, kind, d, at, text if lead in keep else None)
+                            for i, lead, kind, d, at, text in batch.messages]
+                self._copy_upsert("text_store.messages", ["event_id", "lead_id", "kind", "direction", "sent_at",
+                                                          "text"], msgs, "(event_id) DO NOTHING")
+        with self.consent.lock:
+            online = [(lead, row["event_timestamp"], now, *(row[f] for f in self.online_features))
+                      for lead, row in rows if lead in self.consent.scoring]
+        written = self.writer.write(online) if online else 0
+        return {"offline": len(rows), "online": written, "labels": len(batch.labels),
+                "messages": len(batch.messages)}
+
+    def _upsert_engagement(self, rows: list[tuple[str, dict]], now: datetime) -> None:
+        cols = ["lead_id", "event_timestamp", "created_at", *FEATURE_COLUMNS]
+        values = [(lead, row["event_timestamp"], now, *(row[c] for c in FEATURE_COLUMNS)) for lead, row in rows]
+        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ["created_at", *FEATURE_COLUMNS])
+        self._copy_upsert("offline.lead_engagement", cols, values, f"(lead_id, event_timestamp) DO UPDATE SET {updates}")
+
+    def _copy_upsert(self, table: str, cols: list[str], values: list[tuple], conflict: str) -> None:
+        stage = "stage_" + table.replace(".", "_")
+        self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
+                          "ON COMMIT DELETE ROWS")
+        names = ", ".join(f'"{c}"' for c in cols)
+        buf = io.StringIO()
+        for v in values:
+            buf.write("\t".join(_copy_text(x) for x in v))
+            buf.write("\n")
+        with self.conn.cursor().copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
+            copy.write(buf.getvalue())
+        # several events of one lead at the same second would collide in one INSERT: keep the last per key
+        self.conn.execute(f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({conflict.split(')')[0][1:]}) "
+                          f"{names} FROM {stage} ORDER BY {conflict.split(')')[0][1:]} ON CONFLICT {conflict}")
+
+    def reconnect(self) -> None:
+        import psycopg
+
+        try:
+            self.conn.close()
+        finally:
+            try:
+                self.conn = psycopg.connect(self.settings.pg_dsn())
+            except psycopg.OperationalError:
+                pass  # still down: the next write fails and the agent retries
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _copy_text(value: Any) -> str:
+    """A value in PostgreSQL's COPY text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = str(value)
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001
+    """Poll `predicate` until true or `timeout` seconds pass (used by tests and benchmarks)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
