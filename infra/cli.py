@@ -29,6 +29,9 @@ def _register_pipelines() -> None:
     from pipelines.streams.cli import stream_app
 
     app.add_typer(stream_app, name="stream")
+    from pipelines.simulate import simulate_command
+
+    app.command("simulate")(simulate_command)
 
 
 _register_pipelines()

@@ -36,6 +36,13 @@ def new_state() -> dict[str, Any]:
     return {"h": {}, "d": {}, "first": None, "last": None, "ids": [], "pending_out": None, "lat": {}}
 
 
+def copy_state(state: dict[str, Any]) -> dict[str, Any]:
+    """A copy to mutate: the table's value may still be queued for the changelog and must not change under it."""
+    return {"h": {k: dict(v) for k, v in state["h"].items()}, "d": {k: dict(v) for k, v in state["d"].items()},
+            "first": state["first"], "last": state["last"], "ids": list(state["ids"]),
+            "pending_out": state["pending_out"], "lat": {k: list(v) for k, v in state["lat"].items()}}
+
+
 def increments(topic: str, event: LeadEvent) -> dict[str, float]:
     """What an event adds to which family."""
     if topic == TOPIC_WEB:

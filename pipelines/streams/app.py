@@ -22,7 +22,7 @@ import faust
 
 from infra.config import Settings
 from pipelines.streams import metrics
-from pipelines.streams.aggregate import apply_event, feature_row, new_state
+from pipelines.streams.aggregate import apply_event, copy_state, feature_row, new_state
 from pipelines.streams.records import (
     ALLOWED,
     RECORD_FOR_TOPIC,
@@ -84,6 +84,12 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
         web_enabled=False, processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
         broker_commit_every=batch_size, broker_commit_interval=1.0, producer_acks=-1,
         table_standby_replicas=0, topic_disable_leader=True,
+        # a crashed worker's partitions move to the survivors after this long (Faust's default is 60 s)
+        broker_session_timeout=float(settings.env.get("LEADSCORE_STREAM_SESSION_TIMEOUT", "10")),
+        broker_heartbeat_interval=1.0,
+        # do not hold a rebalance until buffered events are acknowledged: they are re-read by the partition's new
+        # owner (at-least-once; de-duplication and idempotent writes make that safe)
+        stream_wait_empty=False,
     )
     source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=partitions)
@@ -120,10 +126,14 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
                                  topic, event))
                     continue
                 key = event.lead_id.encode()
-                lead_state = touched.get(key) or lead_to_engagement.get(key) or new_state()
-                if apply_event(lead_state, topic, event):
-                    touched[key] = lead_state
-                else:
+                lead_state = touched.get(key)
+                if lead_state is None:
+                    stored = lead_to_engagement.get(key)
+                    lead_state = copy_state(stored) if stored else new_state()
+                # a duplicate still rewrites the lead's current row: after a crash the changelog can be ahead of
+                # the stores, and the replayed duplicates are what brings the stores level again
+                touched[key] = lead_state
+                if not apply_event(lead_state, topic, event):
                     metrics.DUPLICATES.inc()
                 if topic == TOPIC_CRM and event.status in LABEL_OF_STATUS:
                     batch.labels.append((event.lead_id, event.event_time, LABEL_OF_STATUS[event.status]))
@@ -140,6 +150,9 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
             counts = await _write_with_retry(loop, sink, batch)
             for key, lead_state in touched.items():  # changelog after the stores: a replay re-derives the rows
                 lead_to_engagement[key] = lead_state
+            # the changelog must be on the broker before this batch is acknowledged (and so may be committed):
+            # otherwise a restart can resume past events whose effect on the state was never saved
+            await app.producer.flush()
             done = time.time()
             for _, event in parsed:
                 metrics.FRESHNESS.observe(max(0.0, done - event.event_time.timestamp()))

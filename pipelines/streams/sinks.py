@@ -7,6 +7,7 @@ time, or by event id, so a replay rewrites the same rows).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import threading
 import time
@@ -27,7 +28,8 @@ class Batch:
 
     rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # lead_id -> engagement row
     labels: list[tuple[str, datetime, int]] = field(default_factory=list)
-    messages: list[tuple[str, str, str, str, datetime, str]] = field(default_factory=list)  # id, lead, kind, dir, at, text
+    # (event id, lead id, kind, direction, sent at, text)
+    messages: list[tuple[str, str, str, str, datetime, str]] = field(default_factory=list)
 
 
 class ConsentCache:
@@ -106,7 +108,8 @@ class StoreSink:
         cols = ["lead_id", "event_timestamp", "created_at", *FEATURE_COLUMNS]
         values = [(lead, row["event_timestamp"], now, *(row[c] for c in FEATURE_COLUMNS)) for lead, row in rows]
         updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ["created_at", *FEATURE_COLUMNS])
-        self._copy_upsert("offline.lead_engagement", cols, values, f"(lead_id, event_timestamp) DO UPDATE SET {updates}")
+        self._copy_upsert("offline.lead_engagement", cols, values,
+                          f"(lead_id, event_timestamp) DO UPDATE SET {updates}")
 
     def _copy_upsert(self, table: str, cols: list[str], values: list[tuple], conflict: str) -> None:
         stage = "stage_" + table.replace(".", "_")
@@ -129,10 +132,8 @@ class StoreSink:
         try:
             self.conn.close()
         finally:
-            try:
+            with contextlib.suppress(psycopg.OperationalError):  # still down: the next write fails, the agent retries
                 self.conn = psycopg.connect(self.settings.pg_dsn())
-            except psycopg.OperationalError:
-                pass  # still down: the next write fails and the agent retries
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,248 @@
+"""Stream workers against the real broker, Redis and PostgreSQL: aggregates, dead letters, duplicates, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from infra.config import Settings
+from pipelines.streams.aggregate import FEATURE_COLUMNS, apply_event, feature_row, new_state
+from pipelines.streams.records import (
+    TOPIC_CRM,
+    TOPIC_DEADLETTER,
+    TOPIC_EMAIL,
+    TOPIC_MESSAGES,
+    TOPIC_WEB,
+    CrmStatusEvent,
+    EmailEvent,
+    MessageEvent,
+    WebEvent,
+)
+from pipelines.streams.sinks import wait_for
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+LEADS = [f"S-{i:03d}" for i in range(40)]
+NO_SCORING = "S-NOSCORE"
+TEXT_OK = LEADS[0]
+
+
+def _start_worker(env: dict[str, str], wait: bool = True) -> subprocess.Popen:
+    """Start `leadscore stream worker`; wait until it has joined the group and recovered its table."""
+    script = Path(sys.executable).parent / "leadscore"
+    path = Path(env["LEADSCORE_STATE_DIR"]) / "stream-worker.log"
+    before = path.read_text(errors="replace").count("Worker ready") if path.exists() else 0
+    log = open(path, "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen([str(script), "stream", "worker", "--metrics-port", "0", "--loglevel", "info"],
+                            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if wait:
+        assert wait_for(lambda: path.read_text(errors="replace").count("Worker ready") > before, 90), _log(env)
+    return proc
+
+
+def _log(env: dict[str, str]) -> str:
+    path = Path(env["LEADSCORE_STATE_DIR"]) / "stream-worker.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-30:]) if path.exists() else "(no log)"
+
+
+@pytest.fixture(scope="module")
+def consented(settings: Settings, applied_store) -> None:  # noqa: ANN001
+    import psycopg
+
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        for lead in [*LEADS, NO_SCORING]:
+            for purpose, granted in (("scoring", lead != NO_SCORING), ("text_analysis", lead == TEXT_OK)):
+                conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES "
+                             "(%s, %s, %s, 'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = "
+                             "EXCLUDED.granted, recorded_at = now()", (lead, purpose, granted))
+
+
+@pytest.fixture(scope="module")
+def worker(settings: Settings, stack_env_vars: dict[str, str], consented) -> Iterator[subprocess.Popen]:  # noqa: ANN001
+    from pipelines.streams.topics import ensure_topics
+
+    ensure_topics(settings)  # before any producer, whose metadata request could auto-create them otherwise
+    proc = _start_worker(stack_env_vars)
+    proc.args_env = stack_env_vars  # type: ignore[attr-defined] - for _log() in assertion messages
+    yield proc
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _events(leads: list[str], per_lead: int, start: datetime) -> list[tuple[str, object]]:
+    out = []
+    for i in range(per_lead):
+        for j, lead in enumerate(leads):
+            at = start + timedelta(seconds=30 * i + j)
+            kind = (i + j) % 4
+            if kind == 0:
+                out.append((TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
+                                                action="listing_view")))
+            elif kind == 1:
+                out.append((TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
+                                                action="session", duration_s=60.0 + i)))
+            elif kind == 2:
+                out.append((TOPIC_EMAIL, EmailEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
+                                                    action="opened")))
+            else:
+                out.append((TOPIC_MESSAGES, MessageEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
+                                                         channel="whatsapp", direction="inbound",
+                                                         text="Site visit Sunday chalega?")))
+    return out
+
+
+async def _produce(bootstrap: str, items: list[tuple[str, object]], raw: list[tuple[str, bytes, bytes]] = ()) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, event.dumps(), key=event.lead_id.encode()) for topic, event in items]
+        futures += [await producer.send(topic, value, key=key) for topic, key, value in raw]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+def _expected(items: list[tuple[str, object]]) -> dict[str, dict]:
+    states: dict[str, dict] = {}
+    for topic, event in items:
+        apply_event(states.setdefault(event.lead_id, new_state()), topic, event)
+    return {lead: feature_row(state) for lead, state in states.items() if state["last"] is not None}
+
+
+def _offline_latest(settings: Settings, leads: list[str]) -> dict[str, dict]:
+    import psycopg
+
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        cur = conn.execute("SELECT DISTINCT ON (lead_id) * FROM offline.lead_engagement WHERE lead_id = ANY(%s) "
+                           "ORDER BY lead_id, event_timestamp DESC", (leads,))
+        names = [d.name for d in cur.description]
+        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
+
+
+def _diff(expected: dict[str, dict], got: dict[str, dict]) -> list[str]:
+    """What differs, as short lines (empty when the stores hold exactly the expected aggregates)."""
+    out = [f"leads missing: {sorted(set(expected) - set(got))}"] if set(got) != set(expected) else []
+    for lead, row in expected.items():
+        for col in ("event_timestamp", *FEATURE_COLUMNS):
+            if lead not in got:
+                break
+            a, b = row[col], got[lead][col]
+            if col == "event_timestamp":
+                if a != b:
+                    out.append(f"{lead} {col}: expected {a} got {b}")
+            elif (a is None) != (b is None) or (a is not None and abs(float(a) - float(b)) > 1e-6):
+                out.append(f"{lead} {col}: expected {a} got {b}")
+    return out
+
+
+def _matches(expected: dict[str, dict], got: dict[str, dict]) -> bool:
+    return not _diff(expected, got)
+
+
+def test_events_reach_both_stores_with_exact_aggregates_and_duplicates_count_once(
+        settings: Settings, worker, applied_store) -> None:  # noqa: ANN001
+    from pipelines.online import OnlineReader
+
+    leads = LEADS[:10]
+    items = _events(leads, 6, datetime.now(UTC) - timedelta(minutes=30))
+    asyncio.run(_produce(settings.kafka_bootstrap, items + items[:15]))  # 15 duplicates
+    expected = _expected(items)
+    assert wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 90), _log(worker.args_env)
+    online = {r["lead_id"]: r for r in OnlineReader(applied_store, "lead_scoring_v1").read(leads)}
+    for lead in leads:
+        for col in ("listing_views_30d", "sessions_1d", "time_on_site_s_7d", "emails_opened_30d", "whatsapp_in_1d"):
+            assert online[lead][col] == expected[lead][col], (lead, col)
+
+
+def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Settings, worker) -> None:  # noqa: ANN001
+    from aiokafka import AIOKafkaConsumer
+
+    marker = uuid.uuid4().hex
+    future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
+    raw = [
+        (TOPIC_WEB, b"x", f"not json {marker}".encode()),
+        (TOPIC_WEB, LEADS[1].encode(), json.dumps({"event_id": marker, "lead_id": LEADS[1]}).encode()),
+        (TOPIC_WEB, LEADS[1].encode(), json.dumps({"event_id": marker + "f", "lead_id": LEADS[1],
+                                                   "event_time": future, "action": "search"}).encode()),
+        (TOPIC_WEB, LEADS[1].encode(), json.dumps({"event_id": marker + "a", "lead_id": LEADS[1], "event_time":
+                                                   datetime.now(UTC).isoformat(), "action": "dance"}).encode()),
+        (TOPIC_EMAIL, b"ghost-" + marker.encode(), json.dumps({"event_id": marker + "g", "lead_id": "ghost-" + marker,
+                                                              "event_time": datetime.now(UTC).isoformat(),
+                                                              "action": "opened"}).encode()),
+    ]
+    asyncio.run(_produce(settings.kafka_bootstrap, [], raw))
+
+    async def read_dead() -> list[dict]:
+        consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)
+        await consumer.start()
+        found: list[dict] = []
+        try:
+            for _ in range(30):
+                batch = await consumer.getmany(timeout_ms=1000)
+                found += [json.loads(m.value) for msgs in batch.values() for m in msgs]
+                if sum(marker in d["payload"] for d in found) >= 5:
+                    break
+        finally:
+            await consumer.stop()
+        return [d for d in found if marker in d["payload"]]
+
+    dead = asyncio.run(read_dead())
+    reasons = sorted(d["reason"] for d in dead)
+    assert reasons == ["future_event_time", "invalid_value", "missing_field", "unknown_lead", "unparseable"]
+    by_reason = {d["reason"]: d for d in dead}
+    assert f"not json {marker}" == by_reason["unparseable"]["payload"]
+    assert "event_time" in by_reason["missing_field"]["detail"]
+    assert "'dance' is not one of" in by_reason["invalid_value"]["detail"]
+    assert by_reason["unparseable"]["source_topic"] == TOPIC_WEB and by_reason["unparseable"]["offset"] is not None
+
+
+def test_conversions_become_labels_and_text_is_kept_only_with_consent(settings: Settings, worker) -> None:  # noqa: ANN001
+    import psycopg
+
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    items = [(TOPIC_CRM, CrmStatusEvent(event_id=str(uuid.uuid4()), lead_id=LEADS[20], event_time=at,
+                                        status="converted")),
+             (TOPIC_CRM, CrmStatusEvent(event_id=str(uuid.uuid4()), lead_id=LEADS[21], event_time=at, status="lost")),
+             (TOPIC_CRM, CrmStatusEvent(event_id=str(uuid.uuid4()), lead_id=LEADS[22], event_time=at,
+                                        status="qualified")),
+             (TOPIC_MESSAGES, MessageEvent(event_id="m-ok-" + uuid.uuid4().hex, lead_id=TEXT_OK, event_time=at,
+                                           channel="whatsapp", direction="inbound", text="Booking amount kitna?")),
+             (TOPIC_MESSAGES, MessageEvent(event_id="m-no-" + uuid.uuid4().hex, lead_id=LEADS[23], event_time=at,
+                                           channel="sms", direction="inbound", text="call me tomorrow")),
+             (TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=NO_SCORING, event_time=at, action="search"))]
+    asyncio.run(_produce(settings.kafka_bootstrap, items))
+
+    def landed() -> bool:
+        with psycopg.connect(settings.pg_dsn()) as conn:
+            return conn.execute("SELECT count(*) FROM offline.lead_engagement WHERE lead_id = %s",
+                                (NO_SCORING,)).fetchone()[0] > 0 and conn.execute(
+                "SELECT count(*) FROM offline.labels WHERE lead_id = ANY(%s)", (LEADS[20:23],)).fetchone()[0] == 2
+    assert wait_for(landed, 60)
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        labels = dict(conn.execute("SELECT lead_id, label FROM offline.labels WHERE dataset = 'broker_leads' "
+                                   "AND lead_id = ANY(%s)", (LEADS[20:23],)).fetchall())
+        texts = dict(conn.execute("SELECT lead_id, text FROM text_store.messages WHERE event_id = %s OR event_id = %s",
+                                  (items[3][1].event_id, items[4][1].event_id)).fetchall())
+    assert labels == {LEADS[20]: 1, LEADS[21]: 0}
+    assert texts == {TEXT_OK: "Booking amount kitna?", LEADS[23]: None}
+    from pipelines.feature_store import feature_store
+    from pipelines.online import OnlineReader
+
+    online = OnlineReader(feature_store(settings), "lead_scoring_v1").read([NO_SCORING])[0]
+    assert online["searches_1d"] is None, "a lead without scoring consent must not reach the online store"
