@@ -10,5 +10,5 @@ lead_scoring_v1 = FeatureService(
     description="The first broker lead-scoring model: demographics, engagement and derived ratios. Market context "
     "is keyed by city and joins in a later version.",
     owner="data-science@leadscore",
-    tags={"model": "lead-scorer", "version": "1"},
+    tags={"model": "lead-scorer", "version": "1", "dataset": "broker_leads"},
 )

@@ -128,3 +128,19 @@ def features_online(
 
     rows = online_features(feature_store(_settings()), service, lead_ids)
     typer.echo(json.dumps(rows, indent=2, default=str))
+
+
+@features_app.command("training-set")
+def features_training_set(
+    service: Annotated[str, typer.Option(help="feature service, e.g. xeducation_v1")],
+    out: Annotated[Path, typer.Option(help="write the set here (.parquet or .csv)")],
+    dataset: Annotated[str | None, typer.Option(help="label set (default: the service's dataset)")] = None,
+) -> None:
+    """Build a point-in-time-correct training set (labels + features as of each label's time)."""
+    from pipelines.training_data import build_training_set
+
+    frame = build_training_set(_settings(), service, dataset)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
+    positives = int(frame["label"].sum())
+    typer.echo(f"{len(frame)} rows ({positives} positive), {frame.shape[1] - 3} features -> {out}")

@@ -1,0 +1,59 @@
+"""`leadscore features training-set`: a feature service's point-in-time training set for a labelled dataset.
+
+Entity rows are the dataset's labels (`offline.labels`: lead, time, label); each feature view of the service is
+joined as of the label's time by `pipelines.training_set.point_in_time_join` (Feast's semantics, set-based SQL);
+on-demand views are computed on the joined rows with `as_of_ts` = the label's time, exactly as serving computes
+them with the request's time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from infra.config import Settings
+
+
+def dataset_of(service) -> str:  # noqa: ANN001 - feast.FeatureService
+    """The label set a feature service trains on: its `dataset` tag, else its name without `_v<N>`."""
+    return service.tags.get("dataset") or service.name.rsplit("_v", 1)[0]
+
+
+def build_training_set(settings: Settings, service_name: str, dataset: str | None = None, store=None,  # noqa: ANN001
+                       repo_path: Path | None = None) -> pd.DataFrame:
+    """lead_id, event_timestamp, label and every feature of the service, one row per label, no future leakage."""
+    import psycopg
+
+    from pipelines.feature_store import FEATURE_REPO, feature_store
+    from pipelines.training_set import point_in_time_join, view_spec_from_feast
+
+    store = store or feature_store(settings, repo_path or FEATURE_REPO)
+    service = store.get_feature_service(service_name)
+    dataset = dataset or dataset_of(service)
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        entity_df = pd.DataFrame(conn.execute(
+            "SELECT lead_id, event_timestamp, label FROM offline.labels WHERE dataset = %s ORDER BY event_timestamp, "
+            "lead_id", (dataset,)).fetchall(), columns=["lead_id", "event_timestamp", "label"])
+    if entity_df.empty:
+        raise ValueError(f"no labels for dataset {dataset!r} in offline.labels: ingest its file first "
+                         f"(leadscore ingest crm FILE --spec feature_repo/datasets/{dataset}.yaml)")
+    odfv_names = {o.name: o for o in store.list_on_demand_feature_views()}
+    views, odfvs = [], []
+    for projection in service.feature_view_projections:
+        if projection.name in odfv_names:
+            odfvs.append(odfv_names[projection.name])
+            continue
+        fv = store.get_feature_view(projection.name)
+        fv.projection = projection
+        views.append(view_spec_from_feast(fv))
+    frame = point_in_time_join(settings.pg_dsn(), entity_df, views)
+    if odfvs:
+        inputs = {c: [None if pd.isna(v) else v for v in frame[c]] for c in frame.columns
+                  if c not in ("lead_id", "event_timestamp", "label")}
+        inputs["as_of_ts"] = [t.timestamp() for t in pd.to_datetime(frame["event_timestamp"], utc=True)]
+        for odfv in odfvs:
+            out = odfv.feature_transformation.udf(inputs)
+            for feature in odfv.features:
+                frame[feature.name] = pd.Series(out[feature.name], index=frame.index, dtype="float64")
+    return frame
