@@ -10,19 +10,20 @@ from datetime import datetime
 
 import faust
 
-TOPIC_WEB = "lead.web"          # site / app activity
-TOPIC_EMAIL = "lead.email"      # emails sent, opened, clicked
-TOPIC_MESSAGES = "lead.messages"  # WhatsApp and SMS, with their text
-TOPIC_CALLS = "lead.calls"      # phone calls, with notes
-TOPIC_CRM = "lead.crm"          # CRM status changes, conversion included
-TOPIC_DEADLETTER = "lead.deadletter"
-SOURCE_TOPICS = (TOPIC_WEB, TOPIC_EMAIL, TOPIC_MESSAGES, TOPIC_CALLS, TOPIC_CRM)
-
-WEB_ACTIONS = ("listing_view", "search", "saved_listing", "emi_calculator", "session", "form_submission")
-EMAIL_ACTIONS = ("sent", "opened", "clicked")
-MESSAGE_CHANNELS = ("whatsapp", "sms")
-DIRECTIONS = ("inbound", "outbound")  # inbound: from the lead
-CRM_STATUSES = ("new", "contacted", "qualified", "site_visit", "negotiation", "converted", "lost")
+from pipelines.streams.schema import (  # noqa: F401 - re-exported: records and names travel together
+    CRM_STATUSES,
+    DIRECTIONS,
+    EMAIL_ACTIONS,
+    MESSAGE_CHANNELS,
+    SOURCE_TOPICS,
+    TOPIC_CALLS,
+    TOPIC_CRM,
+    TOPIC_DEADLETTER,
+    TOPIC_EMAIL,
+    TOPIC_MESSAGES,
+    TOPIC_WEB,
+    WEB_ACTIONS,
+)
 
 
 class LeadEvent(faust.Record, abstract=True, serializer="json", isodates=True, validation=True):

@@ -17,6 +17,7 @@ import typer
 from typer.testing import CliRunner
 
 from pipelines import simulate as sim
+from pipelines import simulate_text as txt
 from pipelines.spec import load_spec
 from pipelines.streams.records import ALLOWED, CRM_STATUSES, RECORD_FOR_TOPIC, SOURCE_TOPICS
 from pipelines.validate import check_chunk
@@ -100,7 +101,7 @@ def test_profiles_are_plausible_and_hide_intent(world):
     assert score.between(300, 900).all() and score.between(650, 800).mean() > 0.6
     bands = pd.cut(score, [0, 549, 649, 699, 749, 900], labels=["poor", "fair", "good", "very_good", "excellent"])
     assert (bands.astype(str) == profiles.loc[~missing, "cibil_band"]).all()
-    tiers = {city: str(tier) for city, (tier, _) in sim.txt.CITIES.items()}
+    tiers = {city: str(tier) for city, (tier, _) in txt.CITIES.items()}
     assert (profiles["city"].map(tiers) == profiles["city_tier"]).all()
     assert {"Mumbai", "Jaipur", "Mysuru"} <= set(profiles["city"])
     for column, share in (("consent_scoring", 0.95), ("consent_marketing", 0.80), ("consent_text_analysis", 0.70)):
@@ -190,7 +191,7 @@ def test_messages_have_hinglish_and_carry_intent(world):
     assert texts and all(texts)
     assert sum(bool(HINGLISH.search(t)) for t in texts) > 0.1 * len(texts)
     assert any("lakh" in t or "crore" in t for t in texts)
-    low = set(sim.txt.INBOUND[("property", "low")]) | set(sim.txt.INBOUND[("insurance", "low")])
+    low = set(txt.INBOUND[("property", "low")]) | set(txt.INBOUND[("insurance", "low")])
     hot = re.compile(r"site visit|EMI|booking|documents|Token|payment link", re.I)
     k = {f"BL-{i + 1:08d}": x for i, x in enumerate(intent)}
     high_leads = [t for key, t in inbound if k[key] > 0.5]
