@@ -174,7 +174,7 @@ def run(settings: Settings, tmp: Path, args: argparse.Namespace) -> None:
         feast_s, theirs = feast_baseline(settings, tmp / "feast_repo", small, args.feast_timeout)
         print(f"slice of {n:,} entity rows: point_in_time_join {ours_s:.2f} s ({n / ours_s:,.0f} rows/s)")
         if feast_s is None:
-            print(f"  Feast get_historical_features: did not finish in {args.feast_timeout:.0f} s (stopped): "
+            print(f"  Feast get_historical_features: did not finish in {args.feast_timeout:g} s (stopped): "
                   f"< {n / args.feast_timeout:,.1f} rows/s; ours is > {args.feast_timeout / ours_s:,.0f}x faster")
         else:
             print(f"  Feast get_historical_features: {feast_s:.2f} s ({n / feast_s:,.0f} rows/s); "

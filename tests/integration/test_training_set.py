@@ -220,3 +220,17 @@ def test_equals_feast_get_historical_features(settings: Settings, tables: tuple[
     matched = ours["score"].notna().mean()
     assert 0.2 < matched < 0.9 and 0.2 < ours["rate"].notna().mean() < 0.95  # both NULLs and values are compared
     assert ours.loc[1:58:3, "score"].notna().all() and ours.loc[2:59:3, "score"].isna().any()  # TTL bound hit
+
+
+def test_specs_from_the_applied_repo_join_its_offline_tables(settings: Settings, applied_store) -> None:  # noqa: ANN001
+    specs = {v.name: view_spec_from_feast(applied_store.get_feature_view(v.name))
+             for v in ("lead_demographics", "lead_engagement", "market_context")}
+    assert specs["lead_engagement"].table == "offline.lead_engagement"  # through its push source
+    assert specs["market_context"].join_keys == ("city",) and specs["lead_demographics"].join_keys == ("lead_id",)
+    assert specs["lead_engagement"].ttl == timedelta(days=30) and specs["market_context"].created_column == "created_at"
+    assert len(specs["lead_engagement"].features) == 42
+    entity_df = pd.DataFrame({"lead_id": ["pit-nobody-1", "pit-nobody-2"], "city": ["Nowhere", None],
+                              "event_timestamp": [T1, T2]})
+    got = point_in_time_join(settings.pg_dsn(), entity_df, list(specs.values()), full_feature_names=True)
+    assert len(got.columns) == 3 + 9 + 42 + 4 and got.iloc[:, 3:].isna().all().all()
+    assert "lead_demographics__city" in got.columns and got["city"].tolist() == ["Nowhere", None]
