@@ -166,6 +166,8 @@ def point_in_time_join(dsn: str, entity_df: pd.DataFrame, views: Sequence[ViewSp
     if clash:
         raise ValueError(f"feature names {clash} collide with each other or entity_df: use full_feature_names=True")
     ts = _utc(entity_df[timestamp_column])
+    if not views:
+        return entity_df.copy()
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         types = {v.table: _column_types(conn, v.table) for v in views}
@@ -221,12 +223,11 @@ def point_in_time_join(dsn: str, entity_df: pd.DataFrame, views: Sequence[ViewSp
         return tables
 
     starts = list(range(0, len(entity_df), chunk_rows))
-    shares = [starts[i::workers] for i in range(min(workers, len(starts)))]
+    workers = max(1, min(workers, len(starts)))
+    shares = [starts[i::workers] for i in range(workers)] if starts else []
     with ThreadPoolExecutor(max(1, len(shares))) as pool:
         parts = [t for tables in pool.map(run, shares) for t in tables]
     table = pa.concat_tables(parts) if parts else pa.schema(zip(col_names, read_types, strict=True)).empty_table()
     table = table.take(np.argsort(table.column("_row").to_numpy(), kind="stable")).drop_columns(["_row"])
     table = pa.table([col.cast(t) for col, t in zip(table.columns, out_types, strict=True)], names=names)
-    features = table.to_pandas()
-    features.index = entity_df.index
-    return pd.concat([entity_df, features], axis=1)
+    return pd.concat([entity_df.reset_index(drop=True), table.to_pandas()], axis=1).set_axis(entity_df.index)

@@ -87,9 +87,6 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
         # a crashed worker's partitions move to the survivors after this long (Faust's default is 60 s)
         broker_session_timeout=float(settings.env.get("LEADSCORE_STREAM_SESSION_TIMEOUT", "10")),
         broker_heartbeat_interval=1.0,
-        # do not hold a rebalance until buffered events are acknowledged: they are re-read by the partition's new
-        # owner (at-least-once; de-duplication and idempotent writes make that safe)
-        stream_wait_empty=False,
     )
     source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=partitions)

@@ -199,6 +199,7 @@ def test_equals_feast_get_historical_features(settings: Settings, tables: tuple[
         lead_ids[k + 1], times[k + 1] = row[0], row[1] + timedelta(days=7)
         lead_ids[k + 2], times[k + 2] = row[0], row[1] + timedelta(days=7, seconds=1)
     lead_ids[70:90], times[70:90] = lead_ids[100:120], times[100:120]  # duplicate entity rows
+    lead_ids[95] = None  # a missing key matches nothing
     entity_df = pd.DataFrame({
         "row_id": np.arange(n), "lead_id": lead_ids,
         "city": [f"city{c}" for c in rng.integers(0, 6, n)], "product": rng.choice(["home", "car"], n),
@@ -223,7 +224,7 @@ def test_equals_feast_get_historical_features(settings: Settings, tables: tuple[
 
 
 def test_specs_from_the_applied_repo_join_its_offline_tables(settings: Settings, applied_store) -> None:  # noqa: ANN001
-    specs = {v.name: view_spec_from_feast(applied_store.get_feature_view(v.name))
+    specs = {v: view_spec_from_feast(applied_store.get_feature_view(v))
              for v in ("lead_demographics", "lead_engagement", "market_context")}
     assert specs["lead_engagement"].table == "offline.lead_engagement"  # through its push source
     assert specs["market_context"].join_keys == ("city",) and specs["lead_demographics"].join_keys == ("lead_id",)
