@@ -10,17 +10,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pipelines import simulate_text as txt
-from pipelines.streams.schema import (
-    DIRECTIONS,
-    EMAIL_ACTIONS,
-    WEB_ACTIONS,
-)
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
-
-
 from pipelines.simulate_profiles import (
     BAD_KINDS,
     CALL,
@@ -40,6 +29,11 @@ from pipelines.simulate_profiles import (
     _sigmoid,
     _us,
 )
+from pipelines.streams.schema import DIRECTIONS, EMAIL_ACTIONS, WEB_ACTIONS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 
 # ---------------------------------------------------------------------------------------------------- events
