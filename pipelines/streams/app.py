@@ -95,13 +95,12 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
     # keyed by lead id; the default partitioner puts a lead's changelog on its events' partition
     lead_to_engagement = app.Table("lead_to_engagement", default=None, partitions=partitions, key_type=bytes,
                                    use_partitioner=True)  # keys raw bytes, values JSON (the app defaults)
-    state = {"sink": None}
+    # opened before the worker starts: the agent must be iterating its stream from the first event it is handed
+    state = {"sink": StoreSink(settings)}
 
     @app.agent(source)
     async def aggregate_lead_events(stream):  # noqa: ANN001
         loop = asyncio.get_running_loop()
-        if state["sink"] is None:
-            state["sink"] = await loop.run_in_executor(None, StoreSink, settings)
         sink: StoreSink = state["sink"]
         async for events in stream.take_events(batch_size, within=flush_s):
             started = time.monotonic()
