@@ -101,7 +101,11 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
     """Upsert one checked chunk; return rows loaded. Duplicate keys within the file are rejected, first wins."""
     feats = checked.features
     keys = list(zip(feats["lead_id"], feats["event_timestamp"], strict=True))
-    dup = pd.Series([k in seen or seen.add(k) for k in keys], index=feats.index, dtype=bool)  # type: ignore[func-returns-value]
+    flags = []
+    for key in keys:
+        flags.append(key in seen)
+        seen.add(key)
+    dup = pd.Series(flags, index=feats.index, dtype=bool)
     if dup.any():
         dup_rows = pd.DataFrame({"row_number": feats.index[dup] + 0, "lead_id": feats.loc[dup, "lead_id"],
                                  "reason": "duplicate lead id and event time: an earlier row of this file has them",

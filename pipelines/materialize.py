@@ -150,9 +150,7 @@ def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # no
 
 def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: ANN001
     """Delete the online rows of leads whose data changed, or whose consent changed, and who lack scoring consent."""
-    from feast.infra.online_stores.helpers import _mmh3, _redis_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.protos.feast.types.Value_pb2 import Value
+    from pipelines.redis_codec import EntityKeyCodec, field_key
 
     table = fv.batch_source._postgres_options._table
     rows = conn.execute(f"""SELECT DISTINCT t.lead_id FROM {table} t
@@ -163,12 +161,11 @@ def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: A
     if not rows:
         return 0
     client = store._get_provider().online_store._get_client(store.config.online_store)
-    fields = [_mmh3(f"{fv.name}:{f.name}") for f in fv.features] + [f"_ts:{fv.name}".encode()]
+    codec = EntityKeyCodec("lead_id", store.project)
+    fields = [field_key(fv.name, f.name) for f in fv.features] + [f"_ts:{fv.name}".encode()]
     with client.pipeline(transaction=False) as pipe:
         for (lead_id,) in rows:
-            key = _redis_key(store.project, EntityKey(join_keys=["lead_id"], entity_values=[Value(string_val=lead_id)]),
-                             store.config.entity_key_serialization_version)
-            pipe.hdel(key, *fields)
+            pipe.hdel(codec.key(lead_id), *fields)
         pipe.execute()
     return len(rows)
 
