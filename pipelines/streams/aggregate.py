@@ -1,15 +1,19 @@
 """Per-lead windowed engagement: the pure state machine behind the stream agent (no I/O, unit-tested).
 
 A lead's state is a JSON-able dict (it lives in the Faust table `lead_to_engagement` and its changelog):
-hourly buckets for the last 48 hours, daily buckets for the last 32 days, first and last event time, the ids of
-recent events (de-duplication travels with the counts it protects, so a replay after a crash cannot double count),
-and the WhatsApp reply-latency bookkeeping. Windows are measured back from the lead's latest event: 1 d = that
-hour and the 23 before it, 7 d / 30 d = that UTC day and the 6 / 29 before it.
+hourly buckets for the last 48 hours, daily buckets for the last 32 days, first and last event time, the WhatsApp
+reply-latency bookkeeping, and, per day bucket, a 64-bit hash of the id of every event counted in it:
+de-duplication travels with the counts it protects (a replay after a crash cannot double count) and is exact for as
+long as the counts are kept (a duplicate of an event older than the buckets can no longer change any feature).
+
+Windows are measured back from the lead's latest event: 1 d = that hour and the 23 before it, 7 d / 30 d = that UTC
+day and the 6 / 29 before it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any
 
 from pipelines.streams.records import (
@@ -26,21 +30,13 @@ FAMILIES = ("listing_views", "searches", "saved_listings", "emi_calculator_uses"
 WEB_FAMILY = {"listing_view": "listing_views", "search": "searches", "saved_listing": "saved_listings",
               "emi_calculator": "emi_calculator_uses", "session": "sessions", "form_submission": "form_submissions"}
 EMAIL_FAMILY = {"sent": "emails_sent", "opened": "emails_opened", "clicked": "emails_clicked"}
-MAX_IDS = 2000  # de-duplication horizon: the last 2,000 event ids of each lead
 HOURS_KEPT, DAYS_KEPT = 48, 32
 FEATURE_COLUMNS = [f"{family}_{w}" for family in FAMILIES for w in ("1d", "7d", "30d")] + [
     "whatsapp_reply_latency_s_30d", "first_touch_ts", "last_event_ts"]
 
 
 def new_state() -> dict[str, Any]:
-    return {"h": {}, "d": {}, "first": None, "last": None, "ids": [], "pending_out": None, "lat": {}}
-
-
-def copy_state(state: dict[str, Any]) -> dict[str, Any]:
-    """A copy to mutate: the table's value may still be queued for the changelog and must not change under it."""
-    return {"h": {k: dict(v) for k, v in state["h"].items()}, "d": {k: dict(v) for k, v in state["d"].items()},
-            "first": state["first"], "last": state["last"], "ids": list(state["ids"]),
-            "pending_out": state["pending_out"], "lat": {k: list(v) for k, v in state["lat"].items()}}
+    return {"h": {}, "d": {}, "first": None, "last": None, "ids": {}, "pending_out": None, "lat": {}}
 
 
 def increments(topic: str, event: LeadEvent) -> dict[str, float]:
@@ -60,14 +56,15 @@ def increments(topic: str, event: LeadEvent) -> dict[str, float]:
 
 
 def apply_event(state: dict[str, Any], topic: str, event: LeadEvent) -> bool:
-    """Fold one event into the state; False (and no change) if this event id was seen already."""
-    if event.event_id in state["ids"]:
-        return False
-    state["ids"].append(event.event_id)
-    if len(state["ids"]) > MAX_IDS:
-        del state["ids"][: len(state["ids"]) - MAX_IDS]
+    """Fold one event into the state; False (and no change) if this event id was counted already."""
     t = event.event_time.timestamp()
-    hour, day = str(int(t // 3600)), str(int(t // 86400))
+    day = str(int(t // 86400))
+    seen = state["ids"].setdefault(day, [])
+    digest = blake2b(event.event_id.encode(), digest_size=8).hexdigest()
+    if digest in seen:
+        return False
+    seen.append(digest)
+    hour = str(int(t // 3600))
     for family, amount in increments(topic, event).items():
         bucket = state["h"].setdefault(hour, {})
         bucket[family] = bucket.get(family, 0) + amount
@@ -93,7 +90,7 @@ def _prune(state: dict[str, Any]) -> None:
     oldest_hour, oldest_day = int(last // 3600) - HOURS_KEPT, int(last // 86400) - DAYS_KEPT
     for key in [k for k in state["h"] if int(k) <= oldest_hour]:
         del state["h"][key]
-    for name in ("d", "lat"):
+    for name in ("d", "lat", "ids"):
         for key in [k for k in state[name] if int(k) <= oldest_day]:
             del state[name][key]
 
@@ -102,15 +99,24 @@ def feature_row(state: dict[str, Any]) -> dict[str, Any]:
     """The lead_engagement feature row as of the lead's latest event (column names of offline.lead_engagement)."""
     last = state["last"]
     ref_hour, ref_day = int(last // 3600), int(last // 86400)
+    day1: dict[str, float] = dict.fromkeys(FAMILIES, 0)
+    day7, day30 = dict(day1), dict(day1)
+    for k, bucket in state["h"].items():
+        if ref_hour - 24 < int(k) <= ref_hour:
+            for family, n in bucket.items():
+                day1[family] += n
+    for k, bucket in state["d"].items():
+        age = ref_day - int(k)
+        if 0 <= age < 30:
+            for family, n in bucket.items():
+                day30[family] += n
+                if age < 7:
+                    day7[family] += n
     row: dict[str, Any] = {}
-    hours = [b for k, b in state["h"].items() if ref_hour - 24 < int(k) <= ref_hour]
-    week = [b for k, b in state["d"].items() if ref_day - 7 < int(k) <= ref_day]
-    month = [b for k, b in state["d"].items() if ref_day - 30 < int(k) <= ref_day]
     for family in FAMILIES:
         cast = float if family == "time_on_site_s" else int
-        row[f"{family}_1d"] = cast(sum(b.get(family, 0) for b in hours))
-        row[f"{family}_7d"] = cast(sum(b.get(family, 0) for b in week))
-        row[f"{family}_30d"] = cast(sum(b.get(family, 0) for b in month))
+        row[f"{family}_1d"], row[f"{family}_7d"], row[f"{family}_30d"] = (
+            cast(day1[family]), cast(day7[family]), cast(day30[family]))
     lat = [v for k, v in state["lat"].items() if ref_day - 30 < int(k) <= ref_day]
     n = sum(v[1] for v in lat)
     row["whatsapp_reply_latency_s_30d"] = sum(v[0] for v in lat) / n if n else None

@@ -16,16 +16,16 @@ import asyncio
 import json
 import logging
 import time
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from datetime import UTC, datetime
 
 import faust
 
 from infra.config import Settings
 from pipelines.streams import metrics
-from pipelines.streams.aggregate import apply_event, copy_state, feature_row, new_state
+from pipelines.streams.aggregate import apply_event, feature_row, new_state
+from pipelines.streams.parse import BadEvent, parse
 from pipelines.streams.records import (
-    ALLOWED,
-    RECORD_FOR_TOPIC,
     SOURCE_TOPICS,
     TOPIC_CALLS,
     TOPIC_CRM,
@@ -35,45 +35,7 @@ from pipelines.streams.records import (
 from pipelines.streams.sinks import LABEL_OF_STATUS, Batch, StoreSink
 
 log = logging.getLogger("leadscore.streams")
-FUTURE_SLACK = timedelta(minutes=5)
 APP_ID = "leadscore-streams"
-
-
-class BadEvent(ValueError):
-    """An event that cannot be processed; `reason` is the dead-letter reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-
-
-def parse(topic: str, key: bytes | None, raw: bytes | None):  # noqa: ANN201 - a LeadEvent
-    """Bytes -> typed record, or BadEvent with a reason."""
-    try:
-        data = json.loads(raw or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadEvent("unparseable", f"not JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise BadEvent("unparseable", "not a JSON object")
-    data.pop("__faust", None)
-    try:
-        event = RECORD_FOR_TOPIC[topic].from_data(data)
-    except TypeError as exc:
-        raise BadEvent("missing_field", str(exc).split("__init__() ")[-1]) from None
-    except ValueError as exc:
-        raise BadEvent("invalid_value", str(exc)) from None
-    for (t, name), allowed in ALLOWED.items():
-        if t == topic and getattr(event, name) not in allowed:
-            raise BadEvent("invalid_value", f"{name}={getattr(event, name)!r} is not one of {list(allowed)}")
-    if not event.event_id or not event.lead_id:
-        raise BadEvent("missing_field", "event_id and lead_id must not be empty")
-    if event.event_time.tzinfo is None:
-        event.event_time = event.event_time.replace(tzinfo=UTC)
-    if event.event_time > datetime.now(UTC) + FUTURE_SLACK:
-        raise BadEvent("future_event_time", f"event_time {event.event_time.isoformat()} is in the future")
-    if key is not None and key.decode(errors="replace") != event.lead_id:
-        raise BadEvent("key_mismatch", f"message key {key!r} is not the lead_id {event.lead_id!r}")
-    return event
 
 
 def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1) -> faust.App:
@@ -98,62 +60,73 @@ def create_app(settings: Settings, batch_size: int = 5000, flush_s: float = 0.1)
     # opened before the worker starts: the agent must be iterating its stream from the first event it is handed
     state = {"sink": StoreSink(settings)}
 
+    changelog = lead_to_engagement.changelog_topic.get_topic_name()
+
     @app.agent(source)
     async def aggregate_lead_events(stream):  # noqa: ANN001
         loop = asyncio.get_running_loop()
         sink: StoreSink = state["sink"]
+        table = lead_to_engagement.data  # the table's store: we write its changelog ourselves, in bulk (below)
         async for events in stream.take_events(batch_size, within=flush_s):
             started = time.monotonic()
-            batch, dead, touched = Batch(), [], {}
-            parsed = []
+            batch, dead, parsed, touched, partition_of = Batch(), [], [], {}, {}
+            per_topic = Counter()
+            now = datetime.now(UTC)
             for ev in events:
                 msg = ev.message
-                metrics.EVENTS_IN.labels(msg.topic).inc()
+                per_topic[msg.topic] += 1
                 try:
-                    parsed.append((msg.topic, parse(msg.topic, msg.key, msg.value)))
+                    parsed.append((msg, parse(msg.topic, msg.key, msg.value, now)))
                 except BadEvent as exc:
-                    dead.append((ev, exc.reason, str(exc)))
-            unknown = {e.lead_id for _, e in parsed if e.lead_id not in sink.consent.known}
-            if unknown:  # a lead may have been ingested seconds ago: look again before refusing
+                    dead.append((msg, exc.reason, str(exc)))
+            if any(e.lead_id not in sink.consent.known for _, e in parsed):
+                # a lead may have been ingested seconds ago: look again before refusing
                 await loop.run_in_executor(None, sink.consent.refresh)
-            for topic, event in parsed:
+            duplicates = 0
+            for msg, event in parsed:
                 if event.lead_id not in sink.consent.known:
-                    dead.append((None, "unknown_lead", f"lead {event.lead_id!r} has no consent on record",
-                                 topic, event))
+                    dead.append((msg, "unknown_lead", f"lead {event.lead_id!r} has no consent on record"))
                     continue
-                key = event.lead_id.encode()
+                topic, key = msg.topic, event.lead_id.encode()
                 lead_state = touched.get(key)
                 if lead_state is None:
-                    stored = lead_to_engagement.get(key)
-                    lead_state = copy_state(stored) if stored else new_state()
-                # a duplicate still rewrites the lead's current row: after a crash the changelog can be ahead of
-                # the stores, and the replayed duplicates are what brings the stores level again
-                touched[key] = lead_state
+                    lead_state = touched[key] = table.get(key) or new_state()
+                partition_of[key] = msg.partition
+                # a duplicate still rewrites the lead's current row (touched): after a crash the changelog can be
+                # ahead of the stores, and the replayed duplicates are what brings the stores level again
                 if not apply_event(lead_state, topic, event):
-                    metrics.DUPLICATES.inc()
+                    duplicates += 1
+                    continue
                 if topic == TOPIC_CRM and event.status in LABEL_OF_STATUS:
                     batch.labels.append((event.lead_id, event.event_time, LABEL_OF_STATUS[event.status]))
-                if topic in (TOPIC_MESSAGES, TOPIC_CALLS):
+                elif topic in (TOPIC_MESSAGES, TOPIC_CALLS):
                     text = event.text if topic == TOPIC_MESSAGES else event.notes
-                    kind = event.channel if topic == TOPIC_MESSAGES else "call_note"
                     if text:
+                        kind = event.channel if topic == TOPIC_MESSAGES else "call_note"
                         batch.messages.append((event.event_id, event.lead_id, kind, event.direction,
                                                event.event_time, text))
             for key, lead_state in touched.items():
                 if lead_state["last"] is not None:
                     batch.rows[key.decode()] = feature_row(lead_state)
-            await _send_dead(deadletter, dead, events)
+            await _send_dead(app, deadletter, dead)
             counts = await _write_with_retry(loop, sink, batch)
-            for key, lead_state in touched.items():  # changelog after the stores: a replay re-derives the rows
-                lead_to_engagement[key] = lead_state
-            # the changelog must be on the broker before this batch is acknowledged (and so may be committed):
-            # otherwise a restart can resume past events whose effect on the state was never saved
-            await app.producer.flush()
+            # then the changelog (after the stores: a replay re-derives the rows), every message acknowledged by
+            # the broker before this batch is acknowledged and so may be committed. Faust's own table writes go
+            # through a buffer whose flush() gives up after 0.1 s without a send, which let a crash lose state.
+            futures = [await app.producer.send(changelog, key, json.dumps(lead_state).encode(), partition_of[key],
+                                               None, None) for key, lead_state in touched.items()]
+            for key, lead_state in touched.items():
+                table[key] = lead_state
+            await asyncio.gather(*futures)
             done = time.time()
             for _, event in parsed:
                 metrics.FRESHNESS.observe(max(0.0, done - event.event_time.timestamp()))
+            for topic, n in per_topic.items():
+                metrics.EVENTS_IN.labels(topic).inc(n)
             for sink_name, n in counts.items():
                 metrics.ROWS_OUT.labels(sink_name).inc(n)
+            metrics.DUPLICATES.inc(duplicates)
+            metrics.EVENTS_LANDED.inc(len(events))
             metrics.BATCH_SIZE.observe(len(events))
             metrics.BATCH_SECONDS.observe(time.monotonic() - started)
             _record_lag(app, events)
@@ -181,23 +154,16 @@ async def _write_with_retry(loop, sink: StoreSink, batch: Batch) -> dict[str, in
             await loop.run_in_executor(None, sink.reconnect)
 
 
-async def _send_dead(topic, dead: list, events) -> None:  # noqa: ANN001
+async def _send_dead(app: faust.App, topic, dead: list) -> None:  # noqa: ANN001
     """Dead-letter every bad event with its reason and original payload; wait until the broker has them."""
     futures = []
-    for item in dead:
-        ev, reason, detail = item[0], item[1], item[2]
-        if ev is not None:
-            msg = ev.message
-            source, partition, offset, key, raw = msg.topic, msg.partition, msg.offset, msg.key, msg.value
-        else:
-            _, event = item[3], item[4]
-            source, partition, offset, key, raw = item[3], None, None, event.lead_id.encode(), event.dumps()
-        payload = (raw or b"").decode("utf-8", errors="replace")
-        body = json.dumps({"reason": reason, "detail": detail, "source_topic": source, "partition": partition,
-                           "offset": offset, "payload": payload, "at": datetime.now(UTC).isoformat()}).encode()
-        futures.append(await topic.send(key=key, value=body))
+    for msg, reason, detail in dead:
+        body = json.dumps({"reason": reason, "detail": detail, "source_topic": msg.topic, "partition": msg.partition,
+                           "offset": msg.offset, "payload": (msg.value or b"").decode("utf-8", errors="replace"),
+                           "at": datetime.now(UTC).isoformat()}).encode()
+        futures.append(await app.producer.send(topic.get_topic_name(), msg.key, body, None, None, None))
         metrics.DEADLETTERED.labels(reason).inc()
-        log.warning("dead-lettered %s event from %s: %s", reason, source, detail)
+        log.warning("dead-lettered %s event from %s: %s", reason, msg.topic, detail)
     if futures:
         await asyncio.gather(*futures)
 

@@ -246,3 +246,41 @@ def test_conversions_become_labels_and_text_is_kept_only_with_consent(settings: 
 
     online = OnlineReader(feature_store(settings), "lead_scoring_v1").read([NO_SCORING])[0]
     assert online["searches_1d"] is None, "a lead without scoring consent must not reach the online store"
+
+
+def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, worker,  # noqa: ANN001
+                                                         stack_env_vars: dict[str, str]) -> None:
+    """SIGKILL a real worker mid-stream, restart it, replay part of the stream: the stores end exactly right.
+
+    Runs last in this module: it kills the module's worker. The embedded broker (noida-db 0.2.3) never evicts a
+    consumer killed with SIGKILL from its group, so the broker is restarted cleanly before the new worker joins
+    (Apache Kafka would evict it after the session timeout); a clean restart keeps messages and committed offsets.
+    """
+    from infra.process import wait_until
+    from infra.servers import Broker
+
+    leads = LEADS[24:40]
+    items = _events(leads, 400, datetime.now(UTC) - timedelta(hours=5))  # 6,400 events
+    asyncio.run(_produce(settings.kafka_bootstrap, items))
+    counted = lambda: sum(r["listing_views_30d"] for r in _offline_latest(settings, leads).values())  # noqa: E731
+    expected = _expected(items)
+    total = sum(r["listing_views_30d"] for r in expected.values())
+    assert wait_for(lambda: counted() > 0, 60), _log(worker.args_env)
+    worker.send_signal(signal.SIGKILL)  # mid-stream: some batches landed, later ones not yet
+    worker.wait(timeout=10)
+    landed_at_kill = counted()
+    broker = Broker(settings)
+    broker.stop()
+    broker.start()
+    wait_until(broker.healthy, 30, "the broker after a restart")
+    more = _events(leads, 50, datetime.now(UTC) - timedelta(hours=1))
+    asyncio.run(_produce(settings.kafka_bootstrap, more + items[::7]))  # new events and re-sent old ones
+    expected = _expected(items + more)
+    restarted = _start_worker(stack_env_vars)
+    try:
+        wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 120)
+        assert _diff(expected, _offline_latest(settings, leads)) == [], _log(stack_env_vars)
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=30)
+    assert 0 < landed_at_kill < total, f"the kill did not land mid-stream ({landed_at_kill} of {total} counted)"
