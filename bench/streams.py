@@ -4,6 +4,8 @@
   produced to the five topics, then read once by a bare aiokafka consumer that only deserialises nothing and counts
   (the floor), then processed by one real `leadscore stream worker` (a subprocess); events/s = events landed in both
   stores per second of processing, read from the worker's own metrics.
+- the framework's floor: a Faust agent that only takes the same backlog in batches (`take_events`, as the worker
+  does) and counts, with no parsing and no stores: what Faust's own consumer path allows on this machine.
 - freshness at each `--rates` (events/s, `max` = as fast as the producer goes): live events for `--seconds`, plus
   a probe every 100 ms: a listing view of a probe lead, timed from its event time until the lead's 1 d listing-view
   count in Redis has changed (read as serving reads it). The baseline is the same probe read back by a bare consumer
@@ -135,6 +137,67 @@ async def bare_read(bootstrap: str, expect: int) -> float:
     return time.monotonic() - (started or time.monotonic())
 
 
+FAUST_FLOOR = """
+import os, sys, time
+import faust
+from faust.worker import Worker
+expect, bootstrap, topics = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(",")
+app = faust.App(f"bench-floor-{os.getpid()}", broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
+                consumer_auto_offset_reset="earliest", topic_disable_leader=True)
+source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+seen = {"n": 0, "t0": None}
+
+@app.agent(source)
+async def count(stream):
+    async for events in stream.take_events(5000, within=0.1):
+        seen["t0"] = seen["t0"] or time.monotonic()
+        seen["n"] += len(events)
+        if seen["n"] >= expect:
+            print("EVENTS_PER_S", seen["n"] / (time.monotonic() - seen["t0"]), flush=True)
+            os._exit(0)
+
+Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+"""
+
+
+def faust_floor(bootstrap: str, expect: int) -> float:
+    """Events/s of a Faust agent that only takes the backlog in batches (the framework's own cost)."""
+    done = subprocess.run([sys.executable, "-c", FAUST_FLOOR, str(expect), bootstrap, ",".join(SOURCE_TOPICS)],
+                          capture_output=True, text=True, timeout=600)
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if "EVENTS_PER_S" in line]
+    if not lines:
+        raise RuntimeError(f"the Faust floor run failed: {(done.stdout + done.stderr)[-500:]}")
+    return float(lines[-1].split()[-1])
+
+
+def online_write(settings: Settings, n: int = 1000) -> tuple[float, float]:
+    """Seconds to write n engagement rows online: the worker's writer (Feast's Redis layout) vs Feast's push API."""
+    import pandas as pd
+    from feast.data_source import PushMode
+
+    from pipelines.feature_store import feature_store
+    from pipelines.materialize import OnlineWriter
+
+    store = feature_store(settings)
+    view = store.get_feature_view("lead_engagement")
+    names = [f.name for f in view.features]
+    now = datetime.now(UTC)
+    frame = pd.DataFrame({"lead_id": [f"PUSH-{i}" for i in range(n)], "event_timestamp": now, "created_at": now,
+                          **{c: 1.0 for c in names}})
+    for c in names:
+        if "int" in str(view.schema[names.index(c)].dtype).lower():
+            frame[c] = frame[c].astype("int64")
+    store.push("lead_engagement_push", frame.head(10), to=PushMode.ONLINE)  # warm-up
+    t0 = time.perf_counter()
+    store.push("lead_engagement_push", frame, to=PushMode.ONLINE)
+    feast_s = time.perf_counter() - t0
+    writer = OnlineWriter(store, view)
+    rows = [(lead, now, now, *([1.0] * len(names))) for lead in frame["lead_id"]]
+    t0 = time.perf_counter()
+    writer.write(rows)
+    return time.perf_counter() - t0, feast_s
+
+
 def metric(port: int, name: str) -> float:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
@@ -144,7 +207,8 @@ def metric(port: int, name: str) -> float:
 def start_worker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     level = os.environ.get("BENCH_LOGLEVEL", "warning")
     prefix = os.environ.get("BENCH_WORKER_PREFIX", "").split()  # e.g. a profiler: "py-spy record -o prof.txt --"
-    proc = subprocess.Popen([*prefix, str(LEADSCORE), "stream", "worker", "--metrics-port", str(port), "--loglevel", level],
+    argv = [*prefix, str(LEADSCORE), "stream", "worker", "--metrics-port", str(port), "--loglevel", level]
+    proc = subprocess.Popen(argv,
                             env=env, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -156,10 +220,11 @@ def start_worker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"the worker did not start; see {log}")
 
 
-def throughput(settings: Settings, env: dict[str, str], events: list, port: int, log: Path) -> tuple[float, float]:
-    """(worker events/s, bare consumer events/s) over the same backlog."""
+def throughput(settings: Settings, env: dict[str, str], events: list, port: int, log: Path) -> tuple:
+    """(worker events/s, bare consumer events/s, Faust floor events/s, the worker process) over one backlog."""
     asyncio.run(produce(settings.kafka_bootstrap, events))
     bare = len(events) / asyncio.run(bare_read(settings.kafka_bootstrap, len(events)))
+    floor = faust_floor(settings.kafka_bootstrap, len(events))
     proc = start_worker(env, port, log)
     first = None
     while True:
@@ -172,7 +237,7 @@ def throughput(settings: Settings, env: dict[str, str], events: list, port: int,
             raise RuntimeError(f"the worker died; see {log}")
         time.sleep(0.1)
     elapsed = time.monotonic() - first[0]
-    return (landed - first[1]) / elapsed, bare, proc
+    return (landed - first[1]) / elapsed, bare, floor, proc
 
 
 async def freshness(settings: Settings, events: list, rate: float | None, seconds: float,
@@ -262,13 +327,17 @@ def main() -> None:
             events = prepare(settings, args.leads, args.days, Path(tmp) / "sim")
             print(f"{args.leads} leads, {len(events)} events over {args.days} days prepared "
                   f"({time.monotonic() - t0:.1f} s)", flush=True)
+            ours_s, feast_s = online_write(settings)
+            rows.append(("online write, 1,000 changed leads", ours_s * 1000, "Feast push (ONLINE)", feast_s * 1000,
+                         "ms"))
             port = free_ports(1)[0]
             log = Path(os.environ.get("BENCH_WORKER_LOG", Path(tmp) / "worker.log"))
-            worker_rate, bare_rate, proc = throughput(settings, env, events, port, log)
-            rows.append((f"sustained, backlog of {len(events):,}", worker_rate, "bare aiokafka consumer", bare_rate,
-                         "events/s"))
-            print(f"throughput: worker {worker_rate:,.0f} events/s, bare consumer {bare_rate:,.0f} events/s",
-                  flush=True)
+            worker_rate, bare_rate, floor_rate, proc = throughput(settings, env, events, port, log)
+            label = f"sustained, backlog of {len(events):,}"
+            rows.append((label, worker_rate, "bare aiokafka consumer", bare_rate, "events/s"))
+            rows.append((label, worker_rate, "Faust agent, no work", floor_rate, "events/s"))
+            print(f"throughput: worker {worker_rate:,.0f} events/s, bare consumer {bare_rate:,.0f} events/s, "
+                  f"Faust agent doing nothing {floor_rate:,.0f} events/s", flush=True)
             for rate_text in args.rates:
                 rate = None if rate_text == "max" else float(rate_text)
                 ours, sent, achieved = asyncio.run(freshness(settings, events, rate, args.seconds, bare=False))

@@ -28,20 +28,20 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
 
     t0 = time.monotonic()
     rows = stack.up(settings, say)
-    say(f"[1/5] {len(rows)} servers healthy ({time.monotonic() - t0:.1f} s)")
+    say(f"[1/6] {len(rows)} servers healthy ({time.monotonic() - t0:.1f} s)")
     apply(settings)
-    say("[2/5] feature repo applied (feature_repo/ -> Feast SQL registry in PostgreSQL)")
+    say("[2/6] feature repo applied (feature_repo/ -> Feast SQL registry in PostgreSQL)")
     name, file_name = DEMO_DATASET
     path = data_dir(settings) / file_name
     if not path.is_file():
         raise SpecError(f"the demo dataset {path} is missing: put the shared data there or set LEADSCORE_DATA_DIR")
     spec = load_spec(REPO_ROOT / "feature_repo" / "datasets" / f"{name}.yaml")
     result = ingest_crm(settings, path, spec, progress=os.isatty(1))
-    say(f"[3/5] ingested {path.name}: read {result.rows_read}, loaded {result.rows_loaded}, "
+    say(f"[3/6] ingested {path.name}: read {result.rows_read}, loaded {result.rows_loaded}, "
         f"rejected {result.rows_rejected}" + "".join(f"; {n} x {r}" for r, n in result.reasons.most_common(3))
         + f"; label-leaking columns kept out: {len(spec.leaks_label)}")
     runs = materialize(settings, [name])
-    say(f"[4/5] materialized {sum(r.rows_written for r in runs)} rows of consenting leads to Redis "
+    say(f"[4/6] materialized {sum(r.rows_written for r in runs)} rows of consenting leads to Redis "
         f"({sum(r.seconds for r in runs):.1f} s)")
     store = feature_store(settings)
     import psycopg
@@ -50,6 +50,14 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
         lead_id = conn.execute(f"SELECT lead_id FROM {spec.table} ORDER BY lead_id LIMIT 1").fetchone()[0]
     vector = online_features(store, spec.feature_service, [lead_id])[0]
     shown = {k: v for k, v in list(vector.items())[:8]}
-    say(f"[5/5] online features of lead {lead_id} ({spec.feature_service}, {len(vector) - 1} features): {shown} ...")
+    say(f"[5/6] online features of lead {lead_id} ({spec.feature_service}, {len(vector) - 1} features): {shown} ...")
+    from pipelines.demo_stream import stream_a_day
+
+    day = stream_a_day(settings, say)
+    before, after, seconds = day["probe"]
+    say(f"[6/6] streamed a simulated day: {day['events']:,} events of {day['leads']:,} leads through one stream "
+        f"worker in {day['seconds']:.1f} s; a live listing view of {day['probe_lead']} reached Redis in "
+        f"{seconds * 1000:.0f} ms (listing_views_1d {before} -> {after}); offline rows equal online ones for "
+        f"{day['same']:,} of {day['compared']:,} leads")
     say(f"done in {time.monotonic() - t0:.1f} s. MLflow UI: {settings.tracking_uri}; stop: leadscore infra down")
     return {"lead_id": lead_id, "features": vector, "ingest": result}

@@ -39,6 +39,13 @@ def new_state() -> dict[str, Any]:
     return {"h": {}, "d": {}, "first": None, "last": None, "ids": {}, "pending_out": None, "lat": {}}
 
 
+def upgrade_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A state written by an earlier version, in today's shape (None stays None)."""
+    if state is not None and isinstance(state.get("ids"), list):
+        state["ids"] = {}  # event ids were one list per lead; their days are unknown, so de-duplication restarts
+    return state
+
+
 def increments(topic: str, event: LeadEvent) -> dict[str, float]:
     """What an event adds to which family."""
     if topic == TOPIC_WEB:

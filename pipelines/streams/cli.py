@@ -47,7 +47,14 @@ def worker_command(
     app = create_app(settings, batch_size=batch_size, flush_s=flush_ms / 1000)
     from faust.worker import Worker
 
-    Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+    try:
+        Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+    except SystemExit:
+        failure = getattr(app, "failure", None)
+        if failure is not None:
+            raise RuntimeError(f"the stream worker stopped on a batch it could not process ({failure!r}); nothing "
+                               "of that batch was acknowledged, so a restarted worker processes it again") from None
+        raise
 
 
 @stream_app.command("embed")
