@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.config import Settings
+from pipelines.demo_stream import stop_worker
 from pipelines.streams.aggregate import FEATURE_COLUMNS, apply_event, feature_row, new_state
 from pipelines.streams.records import (
     TOPIC_CRM,
@@ -74,12 +75,7 @@ def worker(settings: Settings, stack_env_vars: dict[str, str], consented) -> Ite
     proc = _start_worker(stack_env_vars)
     proc.args_env = stack_env_vars  # type: ignore[attr-defined] - for _log() in assertion messages
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    stop_worker(proc)
 
 
 def _events(leads: list[str], per_lead: int, start: datetime) -> list[tuple[str, object]]:
@@ -281,6 +277,5 @@ def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, wor
         wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 120)
         assert _diff(expected, _offline_latest(settings, leads)) == [], _log(stack_env_vars)
     finally:
-        restarted.send_signal(signal.SIGTERM)
-        restarted.wait(timeout=30)
+        stop_worker(restarted)
     assert 0 < landed_at_kill < total, f"the kill did not land mid-stream ({landed_at_kill} of {total} counted)"
