@@ -79,6 +79,9 @@ def materialize_command(
     settings = _settings()
     if every is None:
         for r in materialize(settings, view or None):
+            if r.note:
+                typer.echo(f"{r.feature_view}: {r.note}")
+                continue
             typer.echo(f"{r.feature_view}: wrote {r.rows_written} rows, removed {r.rows_skipped_no_consent} "
                        f"without consent, {r.seconds:.1f} s")
         return

@@ -33,6 +33,7 @@ class MaterializeResult:
     rows_written: int
     rows_skipped_no_consent: int
     seconds: float
+    note: str = ""
 
 
 def _latest_rows_sql(table: str, keys: list[str], ts: str, created: str | None, features: list[str],
@@ -189,6 +190,14 @@ def materialize(settings: Settings, views: list[str] | None = None,
         try:
             for fv in chosen:
                 end = datetime.now(UTC)
+                table = getattr(fv.batch_source, "_postgres_options", None) and fv.batch_source._postgres_options._table
+                if table and conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+                    if views:
+                        raise ValueError(f"feature view {fv.name} has no data yet: its table {table} does not exist; "
+                                         "ingest its dataset first (leadscore ingest crm FILE --spec ...)")
+                    results.append(MaterializeResult(fv.name, end, end, 0, 0, 0.0, f"skipped: no table {table} yet "
+                                                     "(its dataset was never ingested)"))
+                    continue
                 try:
                     result = materialize_view(store, fv, conn, end)
                 except Exception as exc:
