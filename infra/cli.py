@@ -37,6 +37,29 @@ def _register_pipelines() -> None:
 _register_pipelines()
 
 
+def _register_models() -> None:
+    from models.cli import explain_command, promote_command, train_command
+
+    app.command("train")(train_command)
+    app.command("promote")(promote_command)
+    app.command("explain")(explain_command)
+
+
+_register_models()
+
+
+def _register_serving() -> None:
+    from serving.cli import serve_app
+
+    app.add_typer(serve_app, name="serve")
+    from serving.rerank_cli import rerank_app
+
+    app.add_typer(rerank_app, name="rerank")
+
+
+_register_serving()
+
+
 def _settings():
     from infra.config import Settings
 
@@ -96,7 +119,7 @@ def infra_status() -> None:
 
 @infra_app.command("logs")
 def infra_logs(
-    service: Annotated[str, typer.Argument(help="postgres, redis, kafka or mlflow")],
+    service: Annotated[str, typer.Argument(help="postgres, redis, kafka, mlflow or serving")],
     lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines from the end")] = 50,
 ) -> None:
     """Print the end of one server's log."""

@@ -10,6 +10,8 @@ import socket
 import struct
 import subprocess
 import sys
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -229,6 +231,37 @@ class MLflowServer(Server):
         url = f"http://{self.settings.host}:{self.port}/health"
         with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - our own loopback server
             return resp.status == 200
+
+
+class ServingServer(Server):
+    """The BentoML scoring service (serving/service.py) over `models:/<model>@champion`; started once one exists."""
+
+    name = "serving"
+    expect = "serving.service:LeadScorer"
+    start_timeout = 120.0  # imports BentoML, MLflow and Feast, then loads the champion
+
+    def launch(self) -> int:
+        from infra.config import REPO_ROOT
+
+        env = {**os.environ, **self.settings.mlflow_env(), "BENTOML_DO_NOT_TRACK": "True",
+               "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1"}
+        return spawn([sys.executable, "-m", "bentoml", "serve", "serving.service:LeadScorer", "--host",
+                      self.settings.host, "--port", str(self.port), "--working-dir", str(REPO_ROOT)],
+                     self.log, self.pidfile, env=env)
+
+    def healthy(self) -> bool:
+        with urllib.request.urlopen(f"http://{self.settings.host}:{self.port}/healthz", timeout=1) as resp:  # noqa: S310
+            return resp.status == 200
+
+    def champion_exists(self) -> bool:
+        """True if the registry has `<model>@champion` (asked over MLflow's REST API: no MLflow import)."""
+        query = urllib.parse.urlencode({"name": self.settings.model_name, "alias": "champion"})
+        url = f"{self.settings.tracking_uri}/api/2.0/mlflow/registered-models/alias?{query}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own tracking server
+                return resp.status == 200
+        except urllib.error.HTTPError:
+            return False
 
 
 def answers(server: Server) -> bool:

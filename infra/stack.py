@@ -12,7 +12,7 @@ from infra.config import Settings
 from infra.migrate import apply_migrations
 from infra.postgres import Postgres
 from infra.process import ServiceError, ensure_port_free, pid_alive, wait_until
-from infra.servers import Broker, MLflowServer, Redis, Server, answers
+from infra.servers import Broker, MLflowServer, Redis, Server, ServingServer, answers
 
 
 def servers(settings: Settings) -> list[Server]:
@@ -20,8 +20,13 @@ def servers(settings: Settings) -> list[Server]:
     return [Postgres(settings), Redis(settings), Broker(settings), MLflowServer(settings)]
 
 
+def optional_servers(settings: Settings) -> list[Server]:
+    """Servers `up` starts only when there is something to serve (the scoring service needs a champion)."""
+    return [ServingServer(settings)]
+
+
 def by_name(settings: Settings, name: str) -> Server:
-    known = {s.name: s for s in servers(settings)}
+    known = {s.name: s for s in [*servers(settings), *optional_servers(settings)]}
     if name not in known:
         raise ServiceError(f"unknown service {name!r}: choose one of {', '.join(known)}")
     return known[name]
@@ -80,13 +85,29 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceSt
     if pid:
         say(f"starting mlflow on {settings.host}:{mlflow.port}")
     _wait_healthy(mlflow, t0, pid)
+    start_serving(settings, say)
     return status(settings)
+
+
+def start_serving(settings: Settings, say: Callable[[str], None] = print) -> bool:
+    """Start the scoring service if the registry has a champion and it is not running; True if it runs now."""
+    serving = ServingServer(settings)
+    if serving.pid() is None:
+        if not serving.champion_exists():
+            say(f"serving: not started, no {settings.model_name}@champion yet (leadscore train, then promote)")
+            return False
+        ensure_port_free(serving.name, settings.host, serving.port, serving.port_env)
+        t0 = time.monotonic()
+        pid = serving.start()
+        say(f"starting serving on {settings.host}:{serving.port} ({settings.model_name}@champion)")
+        _wait_healthy(serving, t0, pid)
+    return True
 
 
 def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
     """Stop exactly the processes our PID files name, in reverse start order."""
     stopped = []
-    for server in reversed(servers(settings)):
+    for server in [*optional_servers(settings), *reversed(servers(settings))]:
         if server.stop():
             stopped.append(server.name)
             say(f"stopped {server.name}")
@@ -95,7 +116,7 @@ def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
 
 def purge(settings: Settings) -> None:
     """Delete the state directory and whatever it links to (relocated PostgreSQL data): all data is lost."""
-    if any(server.pid() for server in servers(settings)):
+    if any(server.pid() for server in [*servers(settings), *optional_servers(settings)]):
         raise ServiceError("refusing to delete data while servers run: run `leadscore infra down` first")
     if settings.state_dir.is_dir():
         for entry in settings.state_dir.iterdir():
@@ -109,8 +130,11 @@ def purge(settings: Settings) -> None:
 
 
 def status(settings: Settings) -> list[ServiceStatus]:
-    rows = []
-    for server in servers(settings):
+    """Every server, and each optional one that is running."""
+    rows, optional = [], optional_servers(settings)
+    for server in [*servers(settings), *optional]:
         pid = server.pid()
+        if pid is None and server in optional:
+            continue
         rows.append(ServiceStatus(server.name, settings.host, server.port, pid, pid is not None and answers(server)))
     return rows

@@ -1,0 +1,82 @@
+"""Ensemble members, one module each: default parameters, an Optuna search space, and a fit with early stopping.
+
+Every member has the same interface (see `Member`): `fit(data, params, seed, trial)` returns a `Fitted` whose
+`valid_logit` is the member's log-odds on the validation rows, and `save(fitted, bundle_dir)` writes the files
+models/ensemble.py loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.preprocess import FeatureSchema, mlp_arrays, tree_frame
+
+
+@dataclass
+class MemberData:
+    """Train and validation rows of one split, encoded once per representation and shared by every trial."""
+
+    schema: FeatureSchema
+    train: pd.DataFrame
+    valid: pd.DataFrame
+    y_train: np.ndarray
+    y_valid: np.ndarray
+    threads: int = 2
+    max_epochs: int = 100
+    increasing: tuple[str, ...] = ()  # numeric features whose increase must never lower a member's score
+
+    def monotone(self) -> list[int]:
+        """Per feature in schema order: 1 if it must be increasing, else 0 (the boosters' monotone constraints)."""
+        return [1 if f in self.increasing else 0 for f in self.schema.features]
+
+    @cached_property
+    def trees(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return tree_frame(self.train, self.schema), tree_frame(self.valid, self.schema)
+
+    @cached_property
+    def mlp(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        return mlp_arrays(self.train, self.schema), mlp_arrays(self.valid, self.schema)
+
+
+@dataclass
+class Fitted:
+    name: str
+    model: Any
+    params: dict
+    valid_logit: np.ndarray
+    best_iteration: int
+    history: list[float] = field(default_factory=list)  # validation log loss per round / epoch
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    defaults: Callable[[], dict]
+    suggest: Callable[[Any], dict]  # optuna.Trial -> params
+    fit: Callable[..., Fitted]  # (data, params, seed, trial=None) -> Fitted
+    save: Callable[[Fitted, Any], None]  # (fitted, bundle_dir)
+    importance: Callable[[Fitted, list[str]], dict[str, float]]
+
+
+def registry() -> dict[str, Member]:
+    """Every member by name, imported on demand."""
+    from models.members import lgbm, mlp, xgb
+
+    return {m.MEMBER.name: m.MEMBER for m in (xgb, lgbm, mlp)}
+
+
+def report_or_prune(trial: Any, value: float, step: int) -> None:
+    """Tell Optuna a trial's intermediate validation loss; stop the trial if the pruner says so."""
+    if trial is None:
+        return
+    import optuna
+
+    trial.report(value, step)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned at step {step} (validation log loss {value:.4f})")

@@ -1,0 +1,140 @@
+"""Feature preprocessing shared by training and serving: fixed categories, numeric coercion, MLP arrays.
+
+Serving imports this module (through models/ensemble.py), so it depends on numpy and pandas only. Everything
+learned from the training data (categories, medians, scales) lives in a `FeatureSchema` saved as JSON beside the
+members, so a lead is encoded at serving time exactly as it was at fit time; an unseen category becomes missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MAX_CATEGORIES = 255  # most frequent levels kept per categorical; the rest are treated as missing
+ID_LIKE_RATIO = 0.5  # a string feature with more distinct values than this share of rows is an identifier
+
+
+def _is_text(col: pd.Series) -> bool:
+    """Categorical by dtype (category, string) or an object column holding text (booleans are numeric)."""
+    if isinstance(col.dtype, pd.CategoricalDtype | pd.StringDtype):
+        return True
+    if col.dtype != object:
+        return False
+    return bool(col.dropna().map(lambda v: isinstance(v, str)).any())
+
+
+def infer_categorical(frame: pd.DataFrame, features: list[str]) -> list[str]:
+    """Features that are categorical: text or category columns (booleans and numbers are numeric)."""
+    return [name for name in features if _is_text(frame[name])]
+
+
+def numeric(col: pd.Series) -> np.ndarray:
+    """A column as float64: booleans -> 0/1, None/NA -> NaN, text that is not a number -> NaN."""
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return pd.to_numeric(col, errors="coerce").astype("float64").to_numpy()
+    mapped = col.map(lambda v: float(v) if isinstance(v, bool | np.bool_) else v)
+    return pd.to_numeric(mapped, errors="coerce").astype("float64").to_numpy()
+
+
+def _as_text(col: pd.Series) -> pd.Series:
+    """Category values as strings (an integer code 7 and '7' are the same level); missing stays missing."""
+    return col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
+
+
+@dataclass
+class FeatureSchema:
+    """What the models read and how: feature order, categories per categorical, numeric medians and scales."""
+
+    features: list[str]
+    categorical: list[str]
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    medians: dict[str, float] = field(default_factory=dict)
+    means: dict[str, float] = field(default_factory=dict)
+    stds: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)  # feature -> why it is not used
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f for f in self.features if f not in self.categorical]
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(asdict(self), indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> FeatureSchema:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def fit_schema(frame: pd.DataFrame, features: list[str], categorical: list[str] | None = None) -> FeatureSchema:
+    """Learn categories (most frequent first, capped), medians and scales from the training rows."""
+    categorical = infer_categorical(frame, features) if categorical is None else list(categorical)
+    dropped: dict[str, str] = {}
+    cats: dict[str, list[str]] = {}
+    for name in categorical:
+        counts = _as_text(frame[name]).value_counts()
+        if len(counts) > max(100, ID_LIKE_RATIO * len(frame)):
+            dropped[name] = f"{len(counts)} distinct values in {len(frame)} rows: an identifier, not a feature"
+            continue
+        cats[name] = [str(v) for v in counts.index[:MAX_CATEGORIES]]
+    used = [f for f in features if f not in dropped]
+    schema = FeatureSchema(features=used, categorical=[c for c in categorical if c in cats], categories=cats,
+                           dropped=dropped)
+    for name in schema.numeric:
+        values = numeric(frame[name])
+        finite = values[np.isfinite(values)]
+        median = float(np.median(finite)) if len(finite) else 0.0
+        filled = np.where(np.isfinite(values), values, median)
+        schema.medians[name] = median
+        schema.means[name] = float(filled.mean()) if len(filled) else 0.0
+        std = float(filled.std()) if len(filled) else 1.0
+        schema.stds[name] = std if std > 1e-12 else 1.0
+    return schema
+
+
+def check_columns(df: pd.DataFrame, schema: FeatureSchema) -> None:
+    missing = [f for f in schema.features if f not in df.columns]
+    if missing:
+        raise ValueError(f"input lacks feature column(s) {missing}; the model reads {schema.features}")
+
+
+def tree_frame(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """Columns in schema order: numerics as float64, categoricals as pandas categories fixed at fit time."""
+    check_columns(df, schema)
+    out = {}
+    for name in schema.features:
+        if name in schema.categories:
+            out[name] = pd.Categorical(_as_text(df[name]), categories=schema.categories[name])
+        else:
+            out[name] = numeric(df[name])
+    return pd.DataFrame(out, index=df.index)
+
+
+def mlp_arrays(df: pd.DataFrame, schema: FeatureSchema) -> tuple[np.ndarray, np.ndarray]:
+    """(numerics standardised after median imputation, plus one missing indicator each; category codes).
+
+    Category code 0 means missing or unseen; level i of the schema is code i + 1.
+    """
+    check_columns(df, schema)
+    nums, flags = [], []
+    for name in schema.numeric:
+        values = numeric(df[name])
+        missing = ~np.isfinite(values)
+        values = np.where(missing, schema.medians[name], values)
+        nums.append((values - schema.means[name]) / schema.stds[name])
+        flags.append(missing.astype("float64"))
+    x_num = np.column_stack(nums + flags).astype("float32") if nums else np.zeros((len(df), 0), "float32")
+    codes = []
+    for name in schema.categorical:
+        cat = pd.Categorical(_as_text(df[name]), categories=schema.categories[name])
+        codes.append(cat.codes.astype("int64") + 1)
+    x_cat = np.column_stack(codes) if codes else np.zeros((len(df), 0), "int64")
+    return x_num, x_cat
+
+
+def cardinalities(schema: FeatureSchema) -> list[int]:
+    """Embedding table sizes: one per categorical, levels + 1 (code 0 = missing/unseen)."""
+    return [len(schema.categories[c]) + 1 for c in schema.categorical]

@@ -1,0 +1,59 @@
+"""Optuna tuning of one member within a budget: trials and a timeout, TPE sampling, median pruning.
+
+The first trial is always the member's default parameters, so a tuned member is never worse on validation than
+the untuned one. The objective is validation log loss (what early stopping watches too).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from models.members import Member, MemberData
+
+
+@dataclass
+class StudyResult:
+    member: str
+    best_params: dict
+    best_value: float | None
+    trials: list[dict] = field(default_factory=list)  # number, state, value, params, seconds
+    seconds: float = 0.0
+
+    @property
+    def pruned(self) -> int:
+        return sum(t["state"] == "PRUNED" for t in self.trials)
+
+
+def tune_member(member: Member, data: MemberData, trials: int, timeout: float | None, seed: int = 0,
+                progress: bool = True) -> StudyResult:
+    """Search `member`'s space for at most `trials` trials or `timeout` seconds; trials=0 returns the defaults."""
+    t0 = time.monotonic()
+    if trials <= 0:
+        return StudyResult(member.name, member.defaults(), None, seconds=0.0)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(
+        study_name=f"tune-{member.name}", direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5))
+    study.enqueue_trial(member.defaults())
+
+    def objective(trial: optuna.Trial) -> float:
+        params = member.suggest(trial) if trial.number > 0 else {**member.defaults(), **trial.params}
+        fitted = member.fit(data, params, seed=seed, trial=trial)
+        trial.set_user_attr("best_iteration", fitted.best_iteration)
+        trial.set_user_attr("params", params)
+        return min(fitted.history) if fitted.history else float("inf")
+
+    study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=progress, gc_after_trial=True)
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value,
+             "params": t.user_attrs.get("params", t.params),
+             "seconds": (t.datetime_complete - t.datetime_start).total_seconds() if t.datetime_complete else None}
+            for t in study.trials]
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        return StudyResult(member.name, member.defaults(), None, rows, time.monotonic() - t0)
+    best = min(done, key=lambda t: t.value)
+    return StudyResult(member.name, best.user_attrs["params"], best.value, rows, time.monotonic() - t0)

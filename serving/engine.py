@@ -1,0 +1,218 @@
+"""The synchronous core behind the HTTP endpoints: consent, features, model, re-ranker and logs, one batch at a time.
+
+Every call takes a whole batch (the micro-batched /score requests, or one /rank list): one pipelined Redis read,
+one consent query for leads not cached, one model call, one re-ranker lookup. Per-lead outcomes come back as
+(HTTP status, body) pairs; a dependency that does not answer raises `Unavailable` for the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from infra.config import Settings
+from serving.consent import PURPOSE, ConsentChecker
+from serving.db import Db, Unavailable
+from serving.features import FeatureError, FeatureRules, OnlineFeatures
+from serving.keys import ApiKey, KeyVerifier, RateLimiter
+from serving.logwriter import LogWriter
+from serving.metrics import metrics
+from serving.model import LoadedModel, ModelWatcher
+
+log = logging.getLogger("leadscore.serving")
+
+
+@dataclass
+class Item:
+    """One lead to score, with who asked."""
+
+    lead_id: str
+    inline: dict[str, Any] | None
+    messages: list[str] | None
+    key: ApiKey
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+
+@dataclass
+class Served:
+    """What one model version needs at request time, swapped as a unit when the alias moves."""
+
+    model: LoadedModel
+    online: OnlineFeatures
+    rules: FeatureRules
+
+
+def _env_float(settings: Settings, name: str, default: float) -> float:
+    return float(settings.env.get(name, default))
+
+
+class Engine:
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
+        import psycopg
+
+        from pipelines.feature_store import feature_store
+
+        self.settings = settings
+        self.db = Db(settings)
+        self.consent = ConsentChecker(self.db, _env_float(settings, "LEADSCORE_CONSENT_TTL_S", 5.0))
+        self.keys = KeyVerifier(settings, Db(settings).conn, _env_float(settings, "LEADSCORE_KEY_CACHE_TTL_S", 30.0))
+        self.limiter = RateLimiter(workers)
+        m = metrics()
+        dsn = settings.pg_dsn()
+        self.log = LogWriter(lambda: psycopg.connect(dsn, connect_timeout=2),
+                             every_s=_env_float(settings, "LEADSCORE_LOG_FLUSH_S", 0.5),
+                             on_drop=lambda kind, n: m.log_dropped.labels(kind).inc(n),
+                             on_flush=lambda kind, n: m.log_rows.labels(kind).inc(n))
+        self.store = feature_store(settings)
+        self.served: Served | None = None
+        self.watcher = ModelWatcher(settings.model_name, "champion",
+                                    _env_float(settings, "LEADSCORE_MODEL_POLL_S", 10.0), on_swap=self._prepare)
+        from serving.reranker import RerankerHolder
+
+        self.reranker = RerankerHolder(settings, self.db)
+        try:
+            self.watcher.refresh()
+        except Exception as exc:  # noqa: BLE001 - start anyway; /readyz says why, the watcher retries
+            self.watcher.last_error = f"{type(exc).__name__}: {exc}"
+            log.error("could not load the champion: %s", self.watcher.last_error)
+        self.watcher.start()
+
+    def _prepare(self, model: LoadedModel) -> None:
+        """Build what the new version needs before it replaces the old one (a failure keeps the old one)."""
+        online = OnlineFeatures(self.settings, self.store, model.feature_service,
+                                _env_float(self.settings, "LEADSCORE_REDIS_TIMEOUT_S", 0.5))
+        rules = FeatureRules.for_model(model.features, model.scorer.categorical_features, model.feature_service)
+        self.served = Served(model, online, rules)
+        self.reranker.refresh(model)
+
+    def require(self) -> Served:
+        if self.served is None:
+            raise Unavailable("model", self.watcher.last_error or "no champion loaded yet")
+        return self.served
+
+    def check_inline(self, items: Sequence[Item], indexed: bool) -> None:
+        """Raise FeatureError naming every inline value the current model cannot take."""
+        served = self.require()
+        errors = []
+        for i, item in enumerate(items):
+            if item.inline:
+                errors += served.rules.check(i if indexed else None, item.inline)
+        if errors:
+            raise FeatureError(errors)
+
+    # --- the batch pipeline ---
+    def _resolve(self, served: Served, items: Sequence[Item], endpoint: str) -> tuple[list[dict | None], list]:
+        """Feature rows for the leads that may be scored; (None, (status, body)) for the others."""
+        import redis
+
+        try:
+            rows, stored = served.online.read([it.lead_id for it in items])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise Unavailable("redis", str(exc).splitlines()[0][:200]) from None
+        known = [s or bool(it.inline) for it, s in zip(items, stored, strict=True)]
+        consent = self.consent.allowed([it.lead_id for it, k in zip(items, known, strict=True) if k])
+        out_rows: list[dict | None] = []
+        outcomes: list = []
+        for it, row, k in zip(items, rows, known, strict=True):
+            if not k:
+                out_rows.append(None)
+                outcomes.append((404, {"error": "unknown lead", "lead_id": it.lead_id,
+                                       "reason": "not in the online store; send its features inline to score it"}))
+            elif not consent.get(it.lead_id, False):
+                out_rows.append(None)
+                outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id,
+                                       "reason": "the lead has no granted, unexpired consent for purpose 'scoring'"}))
+                self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
+                               {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
+                                "reason": "no scoring consent"})
+            else:
+                merged = {f: row.get(f) for f in served.model.features}
+                if it.inline:
+                    merged.update(it.inline)
+                out_rows.append(merged)
+                outcomes.append(None)
+        return out_rows, outcomes
+
+    def _log(self, endpoint: str, served: Served, it: Item, score: float, tier: str, signal: float | None,
+             rank_score: float | None) -> None:
+        self.log.prediction((self.log.now(), endpoint, it.request_id, it.key.key_id, it.key.tenant, it.lead_id,
+                             served.model.name, served.model.version, served.model.feature_service, score, tier,
+                             signal, rank_score, len(it.inline or {})))
+
+    def score_batch(self, items: Sequence[Item], top_k: Sequence[int]) -> list[tuple[int, dict]]:
+        """/score for a micro-batch: (status, body) per item, in order."""
+        served = self.require()
+        rows, outcomes = self._resolve(served, items, "score")
+        ok = [i for i, r in enumerate(rows) if r is not None]
+        if ok:
+            metrics().batch.observe(len(ok))
+            results = served.model.score([rows[i] for i in ok], explain=True, top_k=max(top_k[i] for i in ok))
+            signals = self.reranker.signals([items[i] for i in ok])
+            for i, res in zip(ok, results, strict=True):
+                k = top_k[i]
+                res["top_positive"], res["top_negative"] = res["top_positive"][:k], res["top_negative"][:k]
+                it = items[i]
+                body = {"lead_id": it.lead_id, **res, "text_signal": signals.get(it.lead_id),
+                        "model_version": served.model.version, "feature_service": served.model.feature_service}
+                outcomes[i] = (200, body)
+                self._log("score", served, it, res["score"], res["tier"], body["text_signal"], None)
+                metrics().scores.observe(res["score"])
+                metrics().tiers.labels(res["tier"]).inc()
+        return outcomes
+
+    def rank(self, items: Sequence[Item], rerank: bool, limit: int | None) -> dict:
+        """/rank: every lead scored in one model call, re-ranked by the fitted blend when asked and available."""
+        served = self.require()
+        rows, outcomes = self._resolve(served, items, "rank")
+        ok = [i for i, r in enumerate(rows) if r is not None]
+        metrics().batch.observe(max(1, len(ok)))
+        scores = np.zeros(0)
+        tiers: list[str] = []
+        if ok:
+            frame = served.model.frame([rows[i] for i in ok])
+            scores = served.model.scorer.score(frame)["score"].to_numpy()
+            tiers = served.model.scorer.tier(scores)
+        blender = self.reranker.current if rerank else None
+        signals = self.reranker.signals([items[i] for i in ok]) if self.reranker.current else {}
+        sig = [signals.get(items[i].lead_id) for i in ok]
+        rank_scores = blender.blend(scores, sig) if blender is not None and ok else scores
+        order = np.argsort(-rank_scores, kind="stable")
+        if limit is not None:
+            order = order[:limit]
+        results = []
+        for r, j in enumerate(order.tolist(), start=1):
+            it = items[ok[j]]
+            results.append({"lead_id": it.lead_id, "rank": r, "score": float(rank_scores[j]),
+                            "ensemble_score": float(scores[j]), "text_signal": sig[j], "tier": tiers[j]})
+        for j, i in enumerate(ok):
+            self._log("rank", served, items[i], float(scores[j]), tiers[j], sig[j], float(rank_scores[j]))
+        skipped = {404: [], 403: []}
+        for it, outcome in zip(items, outcomes, strict=True):
+            if outcome is not None:
+                skipped[outcome[0]].append({"lead_id": it.lead_id, "reason": outcome[1]["reason"]})
+        return {"model_version": served.model.version, "feature_service": served.model.feature_service,
+                "reranked": blender is not None, "reranker_version": blender.version if blender else None,
+                "results": results, "not_found": skipped[404], "refused": skipped[403]}
+
+    # --- health ---
+    def readiness(self) -> dict[str, Any]:
+        served = self.served
+        checks: dict[str, Any] = {"model": served is not None, "postgres": self.db.ping()}
+        try:
+            checks["redis"] = bool(served and served.online.ping())
+        except Exception:  # noqa: BLE001 - any failure means not reachable
+            checks["redis"] = False
+        checks["ready"] = all(checks.values())
+        checks["model_version"] = served.model.version if served else None
+        checks["model_error"] = self.watcher.last_error
+        checks["reranker_version"] = self.reranker.current.version if self.reranker.current else None
+        return checks
+
+    def close(self) -> None:
+        self.watcher.stop()
+        self.log.close()

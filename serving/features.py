@@ -1,0 +1,108 @@
+"""Online features for serving: one pipelined Redis read per batch (Feast's layout), merged with inline values.
+
+Inline values are checked against the model's features before use: unknown names, wrong types, non-finite numbers
+and values outside the dataset spec's `min`/`max`/`allowed` are refused with the field and the reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from infra.config import REPO_ROOT, Settings
+
+
+class FeatureError(ValueError):
+    """Inline feature values the model cannot take: `errors` holds (field, reason) pairs."""
+
+    def __init__(self, errors: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {r}" for f, r in errors))
+        self.errors = errors
+
+
+@dataclass
+class FeatureRules:
+    """What each model feature accepts: numeric or text, and the spec's bounds when a dataset spec declares them."""
+
+    numeric: set[str]
+    text: set[str]
+    bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
+    allowed: dict[str, set[str]] = field(default_factory=dict)
+
+    @classmethod
+    def for_model(cls, features: Sequence[str], categorical: Sequence[str], feature_service: str) -> FeatureRules:
+        rules = cls(numeric=set(features) - set(categorical), text=set(categorical))
+        spec = _spec_for(feature_service)
+        if spec is not None:
+            for f in spec.features:
+                if f.min is not None or f.max is not None:
+                    rules.bounds[f.name] = (f.min, f.max)
+                if f.allowed:
+                    rules.allowed[f.name] = set(f.allowed)
+        return rules
+
+    def check(self, lead_index: int | None, values: dict[str, Any]) -> list[tuple[str, str]]:
+        """(field, reason) for each inline value the model cannot take."""
+        prefix = "features" if lead_index is None else f"leads[{lead_index}].features"
+        errors = []
+        for name, value in values.items():
+            where = f"{prefix}.{name}"
+            if name not in self.numeric and name not in self.text:
+                errors.append((where, "unknown feature for this model"))
+            elif value is None:
+                continue
+            elif name in self.numeric:
+                if isinstance(value, str):
+                    errors.append((where, f"expected a number, got text {value[:40]!r}"))
+                elif not math.isfinite(float(value)):
+                    errors.append((where, "expected a finite number"))
+                elif name in self.bounds:
+                    lo, hi = self.bounds[name]
+                    if (lo is not None and value < lo) or (hi is not None and value > hi):
+                        errors.append((where, f"{value} is out of range [{lo}, {hi}]"))
+            elif not isinstance(value, str):
+                errors.append((where, f"expected text, got {type(value).__name__}"))
+            elif name in self.allowed and value not in self.allowed[name]:
+                errors.append((where, f"{value[:40]!r} is not one of {sorted(self.allowed[name])[:10]}"))
+        return errors
+
+
+def _spec_for(feature_service: str):  # noqa: ANN202 - DatasetSpec | None
+    """The dataset spec whose feature service the model reads, if one exists in feature_repo/datasets."""
+    from pipelines.spec import SpecError, load_spec
+
+    for path in sorted((REPO_ROOT / "feature_repo" / "datasets").glob("*.yaml")):
+        try:
+            spec = load_spec(path)
+        except SpecError:
+            continue
+        if spec.feature_service == feature_service:
+            return spec
+    return None
+
+
+class OnlineFeatures:
+    """Reads a feature service from Redis with short timeouts (a dead Redis fails fast, never hangs)."""
+
+    def __init__(self, settings: Settings, store, feature_service: str, timeout_s: float = 0.5) -> None:  # noqa: ANN001
+        import redis
+
+        from pipelines.online import OnlineReader
+
+        self.reader = OnlineReader(store, feature_service)
+        self.reader.client = redis.Redis.from_url(settings.redis_url(), socket_timeout=timeout_s,
+                                                  socket_connect_timeout=timeout_s, retry_on_timeout=False)
+        self.feature_service = feature_service
+
+    def read(self, lead_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[bool]]:
+        """(feature dict per lead, whether the store knows the lead) for each id, in order."""
+        if not lead_ids:
+            return [], []
+        rows = self.reader.read(list(lead_ids))
+        stored = [any(row[c] is not None for c in self.reader.columns) for row in rows]
+        return rows, stored
+
+    def ping(self) -> bool:
+        return bool(self.reader.client.ping())

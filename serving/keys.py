@@ -1,0 +1,128 @@
+"""API keys: `ls_<key_id>_<secret>`, stored as an HMAC-SHA256 of the secret under a server-side pepper.
+
+The pepper lives in the state directory's secrets (mode 0600) or LEADSCORE_API_KEY_PEPPER_PASSWORD, so a copy of
+the database alone cannot test guesses. Verified keys are cached in the process for `ttl_s` seconds: a revoked key
+stops working within that time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from infra.config import Settings
+
+PEPPER = "api_key_pepper"
+PREFIX = "ls"
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """What a verified key grants: who it is (tenant, broker) and its rate limit."""
+
+    key_id: str
+    tenant: str
+    broker: str | None
+    rate_per_s: float
+    burst: int
+
+
+def digest(pepper: str, secret: str) -> str:
+    return hmac.new(pepper.encode(), secret.encode(), hashlib.sha256).hexdigest()
+
+
+def split_key(token: str) -> tuple[str, str] | None:
+    """(key_id, secret) of a well-formed key, else None."""
+    parts = token.strip().split("_")
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def create_key(settings: Settings, tenant: str, broker: str | None = None, rate_per_s: float = 200.0,
+               burst: int = 400, description: str = "") -> tuple[str, ApiKey]:
+    """Create a key; return (the key, shown once and never stored, its grant)."""
+    import psycopg
+
+    if not tenant.strip():
+        raise ValueError("a key needs a tenant (the broker firm or CRM it belongs to)")
+    key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24).replace("_", "x")
+    pepper = settings.secret(PEPPER, create=True)
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        conn.execute("INSERT INTO serving.api_keys (key_id, tenant, broker, secret_hmac, rate_per_s, burst, "
+                     "description) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                     (key_id, tenant, broker, digest(pepper, secret), rate_per_s, burst, description))
+    return f"{PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, broker, rate_per_s, burst)
+
+
+def list_keys(settings: Settings) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        return conn.execute("SELECT key_id, tenant, broker, rate_per_s, burst, created_at, revoked_at, description "
+                            "FROM serving.api_keys ORDER BY created_at").fetchall()
+
+
+def revoke_key(settings: Settings, key_id: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        cur = conn.execute("UPDATE serving.api_keys SET revoked_at = now() WHERE key_id = %s AND revoked_at IS NULL",
+                           (key_id,))
+        return cur.rowcount == 1
+
+
+class KeyVerifier:
+    """Checks presented keys against serving.api_keys, with a short in-process cache of answers."""
+
+    def __init__(self, settings: Settings, connect, ttl_s: float = 30.0) -> None:  # noqa: ANN001 - () -> conn
+        self.pepper = settings.secret(PEPPER, create=True)
+        self.connect = connect
+        self.ttl_s = ttl_s
+        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def verify(self, token: str | None) -> ApiKey | None:
+        """The grant of a valid, unrevoked key; None for anything else. May raise if Postgres is unreachable."""
+        if not token:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(token)
+        if hit and hit[0] > now:
+            return hit[1]
+        parts = split_key(token)
+        grant = None
+        if parts is not None:
+            key_id, secret = parts
+            with self.connect() as conn:
+                row = conn.execute("SELECT tenant, broker, secret_hmac, rate_per_s, burst FROM serving.api_keys "
+                                   "WHERE key_id = %s AND revoked_at IS NULL", (key_id,)).fetchone()
+            if row and hmac.compare_digest(row[2], digest(self.pepper, secret)):
+                grant = ApiKey(key_id, row[0], row[1], float(row[3]), int(row[4]))
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[token] = (now + self.ttl_s, grant)
+        return grant
+
+
+class RateLimiter:
+    """A token bucket per key, in this worker process (each of N workers allows rate/N: see docs/serving.md)."""
+
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key_id -> (tokens, last refill time)
+
+    def allow(self, key: ApiKey, cost: float = 1.0) -> float:
+        """0.0 if the request may go ahead (tokens taken), else the seconds to wait before retrying."""
+        rate, burst = key.rate_per_s / self.workers, max(1.0, key.burst / self.workers)
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key.key_id, (burst, now))
+        tokens = min(burst, tokens + (now - last) * rate)
+        cost = min(cost, burst)  # a big /rank call may drain the bucket, never wait forever
+        if tokens >= cost:
+            self._buckets[key.key_id] = (tokens - cost, now)
+            return 0.0
+        self._buckets[key.key_id] = (tokens, now)
+        return (cost - tokens) / rate

@@ -1,0 +1,176 @@
+"""The BentoML scoring service: `bentoml serve serving.service:LeadScorer` (what `leadscore serve` runs).
+
+POST /score, POST /rank, POST /admin/reload; GET /healthz, /readyz, /metrics and the OpenAPI page come from
+BentoML (/readyz asks `__is_ready__`: model loaded, Redis and Postgres answering). Every scoring call needs an API
+key (`Authorization: Bearer ls_...` or `X-API-Key`), is rate limited per key, and is written to
+serving.prediction_log in batches. Errors are JSON bodies naming the field or dependency, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import bentoml
+import prometheus_client  # noqa: F401 - before Feast, which would switch it to its own multiprocess directory
+
+from serving.middleware import ApiGuard
+from serving.schemas import RankRequest, RankResponse, ReloadResponse, ScoreRequest, ScoreResponse
+
+log = logging.getLogger("leadscore.serving")
+WORKERS = int(os.environ.get("LEADSCORE_SERVING_WORKERS", "1"))
+
+
+@bentoml.service(name="leadscore", workers=WORKERS, traffic={"timeout": 60},
+                 logging={"access": {"enabled": os.environ.get("LEADSCORE_ACCESS_LOG", "0") == "1"}})
+class LeadScorer:
+    """Scores and ranks brokers' leads with the @champion ensemble, explains each score, re-ranks by message text."""
+
+    def __init__(self) -> None:
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        from infra.config import Settings
+
+        settings = Settings.load()
+        os.environ.update(settings.mlflow_env())
+        import torch
+
+        torch.set_num_threads(1)  # one model thread per worker: OpenMP spinning across workers costs more
+        from serving.batcher import MicroBatcher
+        from serving.engine import Engine
+
+        self.engine = Engine(settings, workers=WORKERS)
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="leadscore-model")
+        self.batcher = MicroBatcher(self._score_batch, self.executor)
+
+    def _score_batch(self, batch: list) -> list:
+        return self.engine.score_batch([b[0] for b in batch], [b[1] for b in batch])
+
+    # --- helpers ---
+    def _reply(self, ctx: bentoml.Context, endpoint: str, status: int, body: dict, started: float,
+               headers: dict[str, str] | None = None):  # noqa: ANN202 - starlette JSONResponse
+        from starlette.responses import JSONResponse
+
+        from serving.metrics import metrics
+
+        ctx.response.status_code = status
+        m = metrics()
+        m.latency.labels(endpoint).observe(time.perf_counter() - started)
+        if status >= 400:
+            m.errors.labels(endpoint, str(status)).inc()
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def _authorize(self, ctx: bentoml.Context, endpoint: str, started: float):  # noqa: ANN202
+        """(ApiKey, None) when the key is valid and within its rate, else (None, the error response)."""
+        from serving.db import Unavailable
+
+        headers = ctx.request.headers
+        token = headers.get("x-api-key") or ""
+        auth = headers.get("authorization") or ""
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        if not token:
+            return None, self._reply(ctx, endpoint, 401, {"error": "missing API key", "reason": "send "
+                                     "'Authorization: Bearer <key>' (create one: leadscore serve keys create)"},
+                                     started, {"WWW-Authenticate": "Bearer"})
+        try:
+            key = await asyncio.get_running_loop().run_in_executor(None, self.engine.keys.verify, token)
+        except Unavailable as exc:
+            return None, self._unavailable(ctx, endpoint, exc, started)
+        if key is None:
+            return None, self._reply(ctx, endpoint, 401, {"error": "invalid API key",
+                                                          "reason": "unknown, malformed or revoked key"},
+                                     started, {"WWW-Authenticate": "Bearer"})
+        wait = self.engine.limiter.allow(key)
+        if wait > 0:
+            return None, self._reply(ctx, endpoint, 429, {"error": "rate limit exceeded", "reason":
+                                     f"key {key.key_id} allows {key.rate_per_s:g} requests/s"}, started,
+                                     {"Retry-After": str(max(1, round(wait)))})
+        return key, None
+
+    def _unavailable(self, ctx: bentoml.Context, endpoint: str, exc: Exception, started: float):  # noqa: ANN202
+        dependency = getattr(exc, "dependency", "dependency")
+        return self._reply(ctx, endpoint, 503, {"error": f"{dependency} unavailable", "dependency": dependency,
+                                                "reason": str(exc)}, started, {"Retry-After": "1"})
+
+    # --- endpoints ---
+    @bentoml.api(route="/score")
+    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
+        """Score one lead: online features plus inline overrides, calibrated score, tier and explanation."""
+        from serving.db import Unavailable
+        from serving.engine import Item
+        from serving.features import FeatureError
+
+        started = time.perf_counter()
+        key, denied = await self._authorize(ctx, "score", started)
+        if denied is not None:
+            return denied
+        item = Item(request.lead_id, request.features, request.messages, key)
+        try:
+            self.engine.check_inline([item], indexed=False)
+            status, body = await self.batcher.submit((item, request.top_k))
+        except FeatureError as exc:
+            return self._reply(ctx, "score", 422, {"error": "invalid request", "errors": [
+                {"field": f, "reason": r} for f, r in exc.errors]}, started)
+        except Unavailable as exc:
+            return self._unavailable(ctx, "score", exc, started)
+        return self._reply(ctx, "score", status, body, started)
+
+    @bentoml.api(route="/rank")
+    async def rank(self, request: RankRequest, /, ctx: bentoml.Context) -> RankResponse:
+        """Rank up to 10,000 leads best first, in one model call, re-ranked by message text when fitted."""
+        from serving.db import Unavailable
+        from serving.engine import Item
+        from serving.features import FeatureError
+
+        started = time.perf_counter()
+        key, denied = await self._authorize(ctx, "rank", started)
+        if denied is not None:
+            return denied
+        items = [Item(lead.lead_id, lead.features, lead.messages, key) for lead in request.leads]
+        try:
+            self.engine.check_inline(items, indexed=True)
+            body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,
+                                                                    request.rerank, request.limit)
+        except FeatureError as exc:
+            return self._reply(ctx, "rank", 422, {"error": "invalid request", "errors": [
+                {"field": f, "reason": r} for f, r in exc.errors[:100]]}, started)
+        except Unavailable as exc:
+            return self._unavailable(ctx, "rank", exc, started)
+        return self._reply(ctx, "rank", 200, body, started)
+
+    @bentoml.api(route="/admin/reload")
+    async def reload(self, ctx: bentoml.Context) -> ReloadResponse:
+        """Check the registry now and load the version @champion points to (an admin-tenant key is required)."""
+        started = time.perf_counter()
+        key, denied = await self._authorize(ctx, "reload", started)
+        if denied is not None:
+            return denied
+        if key.tenant != "admin":
+            return self._reply(ctx, "reload", 403, {"error": "forbidden",
+                                                    "reason": "reload needs a key of tenant 'admin'"}, started)
+        loop = asyncio.get_running_loop()
+        try:
+            changed = await loop.run_in_executor(self.executor, self.engine.watcher.refresh)
+        except Exception as exc:  # noqa: BLE001 - the old model keeps serving; say why
+            return self._reply(ctx, "reload", 503, {"error": "reload failed", "dependency": "mlflow",
+                                                    "reason": f"{type(exc).__name__}: {exc}"}, started)
+        await loop.run_in_executor(self.executor, self.engine.reranker.refresh, None)
+        served = self.engine.served
+        return self._reply(ctx, "reload", 200, {"model_version": served.model.version if served else None,
+                                                "changed": changed}, started)
+
+    def __is_ready__(self) -> bool:
+        checks = self.engine.readiness()
+        if not checks["ready"]:
+            log.warning("not ready: %s", checks)
+        return checks["ready"]
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.engine.close()
+
+
+LeadScorer.add_asgi_middleware(ApiGuard, max_body=int(os.environ.get("LEADSCORE_SERVING_MAX_BODY", 16 * 1024 * 1024)))

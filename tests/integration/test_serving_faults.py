@@ -1,0 +1,66 @@
+"""The scoring service when Redis or Postgres stops: a clear 503 within about a second, never a hang; it recovers."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import psycopg
+import pytest
+
+from infra.config import Settings
+from tests.integration.serving_support import create_key, ensure_champion, post, serving, wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def setup(settings: Settings, stack_env_vars: dict[str, str], applied_store, tmp_path_factory):  # noqa: ANN001, ANN201
+    ensure_champion(settings, stack_env_vars)
+    key = create_key(stack_env_vars, "it-faults")
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        leads = [r[0] for r in conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id DESC LIMIT 50")]
+    log = tmp_path_factory.mktemp("serving-faults") / "serve.log"
+    with serving(stack_env_vars, settings.serving_port, log) as url:
+        yield url, key, leads
+
+
+def _timed(url: str, lead: str, key: str) -> tuple[httpx.Response, float]:
+    t0 = time.monotonic()
+    r = post(url, "/score", {"lead_id": lead}, key, timeout=10)
+    return r, time.monotonic() - t0
+
+
+def test_redis_down_gives_a_fast_503_and_scores_again_once_it_is_back(setup, settings: Settings) -> None:  # noqa: ANN001
+    from infra import stack
+    from infra.servers import Redis
+
+    url, key, leads = setup
+    assert post(url, "/score", {"lead_id": leads[0]}, key).status_code == 200
+    Redis(settings).stop()
+    try:
+        r, took = _timed(url, leads[1], key)
+        assert r.status_code == 503 and r.json()["dependency"] == "redis" and took < 2.0, (r.text, took)
+        assert r.headers["Retry-After"] == "1"
+        assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
+    finally:
+        stack.up(settings, say=lambda _: None)
+    wait_for(lambda: post(url, "/score", {"lead_id": leads[1]}, key).status_code == 200, timeout=30)
+
+
+def test_postgres_down_gives_a_fast_503_and_scores_again_once_it_is_back(setup, settings: Settings) -> None:  # noqa: ANN001
+    from infra import stack
+    from infra.postgres import Postgres
+
+    url, key, leads = setup
+    assert post(url, "/score", {"lead_id": leads[2]}, key).status_code == 200
+    Postgres(settings).stop()
+    try:
+        time.sleep(0.5)  # let the consent cache (0.3 s in tests) expire: the answer must come from Postgres
+        r, took = _timed(url, leads[3], key)
+        assert r.status_code == 503 and r.json()["dependency"] == "postgres" and took < 3.0, (r.text, took)
+        r, took = _timed(url, leads[4], key)  # the breaker is open: at once
+        assert r.status_code == 503 and took < 1.0, (r.text, took)
+    finally:
+        stack.up(settings, say=lambda _: None)
+    wait_for(lambda: post(url, "/score", {"lead_id": leads[3]}, key).status_code == 200, timeout=30)

@@ -1,0 +1,161 @@
+"""Pure pieces of training: preprocessing, split, stacker, metrics, and the ensemble's explanations (no servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.evaluate import expected_calibration_error, lift_by_decile, metrics, top_share
+from models.preprocess import FeatureSchema, fit_schema, infer_categorical, mlp_arrays, tree_frame
+from models.split import split_frame
+from models.stack import choose_calibration, fit_stacker, tier_thresholds
+
+
+def synthetic(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Leads whose conversion rises with visits and depends on the channel; one useless feature."""
+    rng = np.random.default_rng(seed)
+    channel = rng.choice(["web", "referral", "ads"], n)
+    visits = rng.poisson(3, n).astype(float)
+    visits[rng.random(n) < 0.1] = np.nan
+    z = -1.5 + 0.5 * np.nan_to_num(visits, nan=3) + np.select([channel == "referral", channel == "ads"], [1.0, -1.0])
+    label = (rng.random(n) < 1 / (1 + np.exp(-z + 1.5))).astype(int)
+    return pd.DataFrame({"lead_id": [f"L{i}" for i in range(n)],
+                         "event_timestamp": pd.Timestamp("2024-01-01", tz="UTC"), "label": label, "visits": visits,
+                         "channel": channel,
+                         "opted_in": pd.Series(rng.random(n) < 0.5, dtype=object), "noise": rng.normal(size=n)})
+
+
+def test_categories_are_fixed_at_fit_and_unseen_values_become_missing(tmp_path: Path) -> None:
+    train = pd.DataFrame({"c": ["a", "b", "a", None], "x": [1.0, None, 3.0, 5.0], "f": [True, False, None, True]})
+    assert infer_categorical(train, ["c", "x", "f"]) == ["c"]
+    schema = fit_schema(train, ["c", "x", "f"])
+    schema.save(tmp_path / "s.json")
+    schema = FeatureSchema.load(tmp_path / "s.json")
+    new = pd.DataFrame({"c": ["b", "zzz", None], "x": [2.0, None, 1.0], "f": [None, True, False]})
+    trees = tree_frame(new, schema)
+    assert list(trees["c"].cat.categories) == ["a", "b"]
+    assert trees["c"].isna().tolist() == [False, True, True]
+    assert trees["f"].tolist()[1:] == [1.0, 0.0] and np.isnan(trees["f"].iloc[0])
+    x_num, x_cat = mlp_arrays(new, schema)
+    assert x_cat[:, 0].tolist() == [2, 0, 0]  # code 0 = missing or unseen
+    assert x_num.shape == (3, 4)  # x, f standardised + one missing flag each
+    assert x_num[1, 2] == 1.0 and x_num[0, 3] == 1.0  # the flags mark the missing x and f
+    with pytest.raises(ValueError, match="lacks feature column"):
+        tree_frame(new.drop(columns=["x"]), schema)
+
+
+def test_an_identifier_like_text_column_is_not_used_as_a_feature() -> None:
+    frame = pd.DataFrame({"phone_hash": [f"h{i}" for i in range(500)], "x": np.arange(500.0)})
+    schema = fit_schema(frame, ["phone_hash", "x"])
+    assert schema.features == ["x"] and "phone_hash" in schema.dropped
+
+
+def test_stratified_split_is_deterministic_disjoint_and_keeps_the_label_share() -> None:
+    frame = synthetic()
+    a, b = split_frame(frame), split_frame(frame.sample(frac=1, random_state=3))
+    assert a.method == "stratified"
+    assert set(a.test["lead_id"]) == set(b.test["lead_id"])  # row order does not matter, only the leads
+    ids = [set(p["lead_id"]) for p in (a.train, a.valid, a.test)]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == len(frame)
+    for part in (a.train, a.valid, a.test):
+        assert abs(part["label"].mean() - frame["label"].mean()) < 0.005
+
+
+def test_split_is_by_time_when_times_vary() -> None:
+    frame = synthetic(1000)
+    frame["event_timestamp"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(1000), "h")
+    split = split_frame(frame.sample(frac=1, random_state=1))
+    assert split.method == "time"
+    assert split.train["event_timestamp"].max() < split.valid["event_timestamp"].min()
+    assert split.valid["event_timestamp"].max() < split.test["event_timestamp"].min()
+    with pytest.raises(ValueError, match="both converted and not converted"):
+        split_frame(frame.assign(label=0))
+
+
+def test_stacker_weights_are_non_negative_and_ignore_a_useless_member() -> None:
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=5000)
+    y = (rng.random(5000) < 1 / (1 + np.exp(-z))).astype(int)
+    logits = {"good": z + rng.normal(scale=0.3, size=5000), "noise": rng.normal(size=5000),
+              "inverted": -z}
+    weights, _ = fit_stacker(logits, y)
+    assert min(weights.values()) >= 0
+    assert weights["good"] > 0.5 and weights["noise"] < 0.05 and weights["inverted"] < 1e-6
+    method, losses = choose_calibration(logits, y)
+    assert method in ("platt", "isotonic") and losses[method] == min(losses.values())
+
+
+def test_metrics_on_a_perfect_ranking_and_on_calibrated_scores() -> None:
+    y = np.array([1] * 10 + [0] * 90)
+    p = np.linspace(1, 0, 100)
+    assert top_share(y, p, 0.1) == (1.0, 1.0)
+    assert lift_by_decile(y, p)[0] == pytest.approx(10.0) and lift_by_decile(y, p)[1] == 0
+    m = metrics(y, p)
+    assert m["roc_auc"] == 1.0 and m["precision_at_10"] == 1.0 and m["recall_at_20"] == 1.0
+    rng = np.random.default_rng(1)
+    scores = rng.random(200_000)
+    outcomes = (rng.random(200_000) < scores).astype(int)
+    assert expected_calibration_error(outcomes, scores) < 0.01
+    assert expected_calibration_error(outcomes, np.clip(scores + 0.2, 0, 1)) > 0.1
+    cuts = tier_thresholds(scores)
+    assert cuts["A"] > cuts["B"] > cuts["C"] > cuts["D"] == 0
+    assert (scores >= cuts["A"]).mean() == pytest.approx(0.10, abs=0.001)
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - FitResult
+    from models.fit import FitOptions, fit_ensemble
+
+    return fit_ensemble(synthetic(), tmp_path_factory.mktemp("fit"), "synthetic_v1",
+                        FitOptions(trials=0, max_epochs=5, progress=False, increasing=("visits",)))
+
+
+def test_booster_contributions_plus_base_value_reproduce_the_raw_margin(small_model) -> None:  # noqa: ANN001
+    ensemble = small_model.ensemble
+    rows = small_model.split.test.head(200)
+    logits = ensemble.member_logits(rows)
+    for member in ("xgboost", "lightgbm"):
+        contrib, base = ensemble.booster_contributions(member, rows)
+        assert contrib.shape == (200, len(ensemble.feature_names))
+        np.testing.assert_allclose(contrib.sum(axis=1) + base, logits[member], atol=1e-4)
+    explained = ensemble.explain(rows, top_k=2)
+    np.testing.assert_allclose([e["logit"] for e in explained], ensemble.stacked_logit(logits), atol=1e-4)
+    first = explained[0]
+    assert len(first["top_positive"]) <= 2 and all(c > 0 for _, _, c in first["top_positive"])
+    assert all(c < 0 for _, _, c in first["top_negative"])
+    assert set(first["contributions"]) == set(ensemble.feature_names)
+
+
+def test_the_loaded_bundle_meets_the_serving_contract(small_model) -> None:  # noqa: ANN001
+    from models.ensemble import LeadScorerEnsemble
+
+    loaded = LeadScorerEnsemble.from_bundle(small_model.bundle)
+    rows = small_model.split.test.head(20)[loaded.feature_names].copy()
+    rows.loc[rows.index[0], ["visits", "channel", "opted_in"]] = [None, None, None]
+    out = loaded.predict(None, rows)
+    assert list(out.columns) == ["score", "p_xgboost", "p_lightgbm", "p_mlp"]
+    assert out["score"].between(0, 1).all() and len(out) == 20
+    assert loaded.feature_names == ["visits", "channel", "opted_in", "noise"]
+    assert loaded.categorical_features == ["channel"] and loaded.feature_service == "synthetic_v1"
+    assert set(loaded.weights) == {"xgboost", "lightgbm", "mlp"} and set(loaded.tier_thresholds) == set("ABCD")
+    more = rows.assign(visits=rows["visits"].fillna(0) + 5)
+    assert (loaded.score(more)["score"].to_numpy() >= loaded.score(rows.assign(visits=rows["visits"].fillna(0)))
+            ["score"].to_numpy() - 1e-12).all()  # --increasing visits holds for every lead
+
+
+def test_explain_command_rows_carry_score_tier_and_signed_reasons(small_model, tmp_path: Path) -> None:  # noqa: ANN001
+    from models.explain import explain_frame, read_leads
+
+    path = tmp_path / "leads.csv"
+    small_model.split.test.head(4).to_csv(path, index=False)
+    rows = explain_frame(small_model.ensemble, read_leads(path, rows=3), top_k=2)
+    assert len(rows) == 3 and rows[0]["lead_id"] == small_model.split.test["lead_id"].iloc[0]
+    expected = small_model.ensemble.score(small_model.split.test.head(3))["score"].round(4).tolist()
+    assert [r["score"] for r in rows] == expected
+    assert all(r["tier"] in "ABCD" and len(r["top_positive"]) <= 2 for r in rows)
+    with pytest.raises(ValueError, match="does not exist"):
+        read_leads(tmp_path / "nope.csv", 1)
