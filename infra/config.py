@@ -161,7 +161,9 @@ class Settings:
 
     def mlflow_env(self) -> dict[str, str]:
         """Environment for MLflow clients and servers (telemetry off, tracking URI set)."""
+        passed = {k: v for k, v in self.env.items() if k.startswith("MLFLOW_") and "BACKEND" not in k}
         return {
+            **passed,  # any other MLFLOW_* setting from the environment or mlflow.env
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
             "MLFLOW_DISABLE_TELEMETRY": self.env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
