@@ -243,8 +243,11 @@ class ServingServer(Server):
     def launch(self) -> int:
         from infra.config import REPO_ROOT
 
-        env = {**os.environ, **self.settings.mlflow_env(), "BENTOML_DO_NOT_TRACK": "True",
-               "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1"}
+        # BentoML gives its workers their Prometheus directory: one inherited from a process that imported Feast
+        # (which sets its own) would split the service's metrics from the /metrics endpoint
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
+        env.update({**self.settings.mlflow_env(), "BENTOML_DO_NOT_TRACK": "True",
+                    "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1"})
         return spawn([sys.executable, "-m", "bentoml", "serve", "serving.service:LeadScorer", "--host",
                       self.settings.host, "--port", str(self.port), "--working-dir", str(REPO_ROOT)],
                      self.log, self.pidfile, env=env)

@@ -26,7 +26,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from models.preprocess import FeatureSchema, mlp_arrays, tree_frame
+from models.preprocess import Encoded, Encoder, FeatureSchema
 
 BOOSTERS = ("xgboost", "lightgbm")
 SCORE_CLIP = 1e-4
@@ -80,6 +80,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         self.mlp_mean_logit = float(meta.get("mlp_mean_logit", 0.0))
         self.feature_names = list(self.schema.features)
         self.categorical_features = list(self.schema.categorical)
+        self.encoder = Encoder(self.schema)  # lookups and arrays built once; every call encodes with it
         self._models = {}
         if "xgboost" in self.members:
             import xgboost as xgb
@@ -103,34 +104,55 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         return self
 
     # --- scoring ---
-    def member_logits(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Each member's raw log-odds for the rows of df."""
-        out: dict[str, np.ndarray] = {}
-        trees = tree_frame(df, self.schema) if set(self.members) & set(BOOSTERS) else None
-        if "xgboost" in self._models:
-            import xgboost as xgb
+    # Every path encodes the rows once with `self.encoder` (numpy arrays, no pandas frames) and feeds the members
+    # arrays: the boosters the tree matrix (numerics, category codes with NaN for missing/unseen: what they see when
+    # given models.preprocess.tree_frame's pandas categories, whose order is the one they were trained on), the MLP
+    # the arrays of models.preprocess.mlp_arrays. tests/unit/test_models.py holds the outputs equal to the
+    # frame-based reference path.
+    def encode(self, df: pd.DataFrame) -> Encoded:
+        return self.encoder.encode(df)
 
-            dm = xgb.DMatrix(trees, enable_categorical=True)
-            out["xgboost"] = self._models["xgboost"].predict(dm, output_margin=True).astype("float64")
+    def _xgb_matrix(self, encoded: Encoded):  # noqa: ANN202 - xgboost.DMatrix
+        import xgboost as xgb
+
+        booster = self._models["xgboost"]
+        return xgb.DMatrix(encoded.trees, feature_names=booster.feature_names, feature_types=booster.feature_types,
+                           enable_categorical=True)
+
+    def _logits(self, encoded: Encoded, xgb_matrix=None) -> dict[str, np.ndarray]:  # noqa: ANN001
+        out: dict[str, np.ndarray] = {}
+        if "xgboost" in self._models:
+            booster = self._models["xgboost"]
+            if xgb_matrix is None:
+                # a numpy array in place: the trees' categorical splits test the codes themselves, NaN is missing
+                raw = booster.inplace_predict(encoded.trees, predict_type="margin")
+            else:
+                raw = booster.predict(xgb_matrix, output_margin=True)
+            out["xgboost"] = np.asarray(raw).astype("float64")
         if "lightgbm" in self._models:
-            out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(trees, raw_score=True), "float64")
+            out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(encoded.trees, raw_score=True), "float64")
         if "mlp" in self._models:
             from models.tabular_net import predict_logits
 
-            x_num, x_cat = mlp_arrays(df, self.schema)
-            out["mlp"] = predict_logits(self._models["mlp"], x_num, x_cat).astype("float64")
+            out["mlp"] = predict_logits(self._models["mlp"], *encoded.mlp()).astype("float64")
         return out
+
+    def member_logits(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each member's raw log-odds for the rows of df."""
+        return self._logits(self.encode(df))
 
     def stacked_logit(self, logits: dict[str, np.ndarray]) -> np.ndarray:
         return self.intercept + sum(self.weights[m] * logits[m] for m in self.members)
 
-    def score(self, df: pd.DataFrame) -> pd.DataFrame:
-        """`score` (calibrated probability) and `p_<member>` per row, index kept."""
-        logits = self.member_logits(df)
-        out = pd.DataFrame({"score": calibrate(self.stacked_logit(logits), self.calibration)}, index=df.index)
+    def _score_frame(self, logits: dict[str, np.ndarray], index: pd.Index) -> pd.DataFrame:
+        out = {"score": calibrate(self.stacked_logit(logits), self.calibration)}
         for m in self.members:
             out[f"p_{m}"] = sigmoid(logits[m])
-        return out
+        return pd.DataFrame(out, index=index)
+
+    def score(self, df: pd.DataFrame) -> pd.DataFrame:
+        """`score` (calibrated probability) and `p_<member>` per row, index kept."""
+        return self._score_frame(self.member_logits(df), df.index)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         """pyfunc entry point: `score` and `p_<member>` for each row of model_input (feature columns)."""
@@ -143,49 +165,67 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         return [next((t for t, cut in cuts if s >= cut), cuts[-1][0]) for s in np.asarray(scores)]
 
     # --- explanations ---
-    def booster_contributions(self, member: str, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(rows x features) tree-SHAP contributions in log-odds and the base value per row, for one booster."""
-        trees = tree_frame(df, self.schema)
+    def _contributions(self, member: str, encoded: Encoded, xgb_matrix=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
         if member == "xgboost":
-            import xgboost as xgb
-
-            raw = self._models["xgboost"].predict(xgb.DMatrix(trees, enable_categorical=True), pred_contribs=True)
+            matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
+            raw = self._models["xgboost"].predict(matrix, pred_contribs=True)
         else:
-            raw = self._models["lightgbm"].predict(trees, pred_contrib=True)
+            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True)
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
 
+    def booster_contributions(self, member: str, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(rows x features) tree-SHAP contributions in log-odds and the base value per row, for one booster."""
+        return self._contributions(member, self.encode(df))
+
     def explain(self, df: pd.DataFrame, top_k: int = 5) -> list[dict]:
         """Per row: base_value, signed contributions per feature (log-odds of the stacked score), top +/- features."""
+        return self.score_and_explain(df, top_k)[1]
+
+    def score_and_explain(self, df: pd.DataFrame, top_k: int = 5) -> tuple[pd.DataFrame, list[dict]]:
+        """`score(df)` and `explain(df, top_k)` from one encoding of the rows and one pass over each member."""
+        encoded = self.encode(df)
+        matrix = self._xgb_matrix(encoded) if "xgboost" in self._models else None
+        logits = self._logits(encoded, matrix)
         n, names = len(df), self.feature_names
         contrib = np.zeros((n, len(names)))
         base = np.full(n, self.intercept)
         for m in self.members:
             if m in BOOSTERS:
-                c, b = self.booster_contributions(m, df)
+                c, b = self._contributions(m, encoded, matrix)
                 contrib += self.weights[m] * c
                 base += self.weights[m] * b
         unattributed = np.zeros(n)
         if "mlp" in self.members:
-            from models.tabular_net import predict_logits
-
-            x_num, x_cat = mlp_arrays(df, self.schema)
-            mlp = predict_logits(self._models["mlp"], x_num, x_cat).astype("float64")
             base += self.weights["mlp"] * self.mlp_mean_logit
-            unattributed = self.weights["mlp"] * (mlp - self.mlp_mean_logit)
+            unattributed = self.weights["mlp"] * (logits["mlp"] - self.mlp_mean_logit)
+        values = _Cells(df, names)
         rows = []
-        values = df[names].astype(object).where(df[names].notna(), None).to_numpy()
         for i in range(n):
-            order = np.argsort(-contrib[i])
-            pos = [(names[j], _plain(values[i, j]), float(contrib[i, j])) for j in order[:top_k] if contrib[i, j] > 0]
-            neg = [(names[j], _plain(values[i, j]), float(contrib[i, j]))
-                   for j in order[::-1][:top_k] if contrib[i, j] < 0]
-            rows.append({"base_value": float(base[i]),
-                         "contributions": {name: float(contrib[i, j]) for j, name in enumerate(names)},
+            row = contrib[i]
+            order = np.argsort(-row)
+            pos = [(names[j], values.get(i, j), float(row[j])) for j in order[:top_k] if row[j] > 0]
+            neg = [(names[j], values.get(i, j), float(row[j])) for j in order[::-1][:top_k] if row[j] < 0]
+            rows.append({"base_value": float(base[i]), "contributions": dict(zip(names, row.tolist(), strict=True)),
                          "top_positive": pos, "top_negative": neg,
                          "unattributed": float(unattributed[i]),
-                         "logit": float(base[i] + contrib[i].sum() + unattributed[i])})
-        return rows
+                         "logit": float(base[i] + row.sum() + unattributed[i])})
+        return self._score_frame(logits, df.index), rows
+
+
+class _Cells:
+    """A lead's own value of a feature as explanations show it (None if missing), converted only where asked for."""
+
+    def __init__(self, df: pd.DataFrame, names: list[str]) -> None:
+        self.df, self.names = df, names
+        self.columns: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def get(self, i: int, j: int) -> object:
+        if j not in self.columns:
+            values = self.df[self.names[j]].to_numpy(dtype=object)
+            self.columns[j] = (values, pd.isna(values))
+        values, missing = self.columns[j]
+        return None if missing[i] else _plain(values[i])
 
 
 def _plain(value: object) -> object:

@@ -138,3 +138,87 @@ def mlp_arrays(df: pd.DataFrame, schema: FeatureSchema) -> tuple[np.ndarray, np.
 def cardinalities(schema: FeatureSchema) -> list[int]:
     """Embedding table sizes: one per categorical, levels + 1 (code 0 = missing/unseen)."""
     return [len(schema.categories[c]) + 1 for c in schema.categorical]
+
+
+# --- the fast path: arrays encoded without building pandas frames (serving; same values as the functions above) ---
+_PLAIN_NUMBERS = frozenset({float, int, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
+
+
+def _small_ints(values: np.ndarray) -> bool:
+    """Python ints all within +-2**53, where float(v) is exact (larger ones take the reference path)."""
+    return all(abs(v) <= 2**53 for v in values if type(v) is int)
+
+
+class Encoder:
+    """The schema turned once into lookups and arrays, to encode leads as numpy arrays with no per-call pandas work.
+
+    `encode(df)` gives exactly what `tree_frame` and `mlp_arrays` give (tested): the tree matrix holds the numerics as
+    float64 and each categorical as its category code (NaN where missing or unseen), which is what the boosters see
+    when fed those frames; the MLP arrays are built from the same values. Columns of a kind the fast path does not
+    cover (text in a numeric feature, extension dtypes) go through the reference functions, one column at a time.
+    """
+
+    def __init__(self, schema: FeatureSchema) -> None:
+        self.schema = schema
+        self.features = list(schema.features)
+        self.lookup = {name: {level: i for i, level in enumerate(schema.categories[name])}
+                       for name in schema.categorical}
+        self.code_column = {name: k for k, name in enumerate(schema.categorical)}  # x_cat's column order
+        numeric_names = schema.numeric
+        self.num_positions = [self.features.index(f) for f in numeric_names]
+        self.medians = np.array([schema.medians[f] for f in numeric_names], "float64")
+        self.means = np.array([schema.means[f] for f in numeric_names], "float64")
+        self.stds = np.array([schema.stds[f] for f in numeric_names], "float64")
+
+    def encode(self, df: pd.DataFrame) -> Encoded:
+        check_columns(df, self.schema)
+        n = len(df)
+        trees = np.empty((n, len(self.features)), "float64")
+        codes = np.empty((n, len(self.code_column)), "int64")
+        for j, name in enumerate(self.features):
+            col = df[name]
+            if name in self.lookup:
+                c = self.codes(col, name)
+                codes[:, self.code_column[name]] = c
+                trees[:, j] = np.where(c < 0, np.nan, c)
+            else:
+                trees[:, j] = self.numeric(col)
+        return Encoded(self, trees, codes)
+
+    @staticmethod
+    def numeric(col: pd.Series) -> np.ndarray:
+        """`numeric(col)` without its pandas round trips for plain numpy columns and objects holding numbers."""
+        dtype = col.dtype
+        if isinstance(dtype, np.dtype):
+            if dtype.kind in "fiub":
+                return col.to_numpy(dtype="float64")
+            if dtype.kind == "O":
+                values = col.to_numpy()
+                kinds = set(map(type, values))
+                if kinds <= _PLAIN_NUMBERS and (int not in kinds or _small_ints(values)):
+                    return values.astype("float64")  # float(v) each; None -> NaN; bools -> 0/1
+        return numeric(col)
+
+    def codes(self, col: pd.Series, name: str) -> np.ndarray:
+        """Category codes (-1 missing or unseen) as `pd.Categorical(_as_text(col), categories=...)` gives them."""
+        lookup = self.lookup[name]
+        values = col.to_numpy(dtype=object)
+        out = np.fromiter((lookup.get(v if type(v) is str else str(v), -1) for v in values), "int64", len(values))
+        out[pd.isna(values)] = -1
+        return out
+
+
+class Encoded:
+    """One batch encoded once: the boosters' matrix, the categorical codes, and the MLP arrays on demand."""
+
+    def __init__(self, encoder: Encoder, trees: np.ndarray, codes: np.ndarray) -> None:
+        self.encoder, self.trees, self.codes = encoder, trees, codes
+
+    def mlp(self) -> tuple[np.ndarray, np.ndarray]:
+        """What `mlp_arrays` returns: standardised numerics after median imputation, missing flags; codes + 1."""
+        e = self.encoder
+        values = self.trees[:, e.num_positions]
+        missing = ~np.isfinite(values)
+        values = np.where(missing, e.medians, values)
+        x_num = np.concatenate([(values - e.means) / e.stds, missing.astype("float64")], axis=1).astype("float32")
+        return x_num, self.codes + 1

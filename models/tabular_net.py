@@ -57,12 +57,13 @@ class TabularNet(nn.Module):
 
 
 def predict_logits(net: TabularNet, x_num, x_cat, batch: int = 65536):  # noqa: ANN001, ANN201 - numpy in and out
-    """Logits for numpy arrays, in eval mode, without gradients, in batches."""
+    """Logits for numpy arrays, in eval mode, without autograd (inference mode), in batches."""
     import numpy as np
 
-    net.eval()
+    if net.training:
+        net.eval()
     out = []
-    with torch.no_grad():
+    with torch.inference_mode():
         for start in range(0, len(x_num), batch):
             xn = torch.from_numpy(x_num[start:start + batch])
             xc = torch.from_numpy(x_cat[start:start + batch])

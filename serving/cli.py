@@ -36,7 +36,8 @@ def server_command(settings, workers: int = 1, port: int | None = None) -> list[
 
 def server_env(workers: int = 1) -> dict[str, str]:
     """Environment of the service: one math thread per worker (OpenMP spinning across workers costs latency)."""
-    env = {**os.environ, "LEADSCORE_SERVING_WORKERS": str(workers), "BENTOML_DO_NOT_TRACK": "True"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}  # BentoML sets its own
+    env.update({"LEADSCORE_SERVING_WORKERS": str(workers), "BENTOML_DO_NOT_TRACK": "True"})
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         env.setdefault(var, "1")
     return env

@@ -43,7 +43,11 @@ class LoadedModel:
     def score(self, rows: Sequence[dict[str, Any]], explain: bool = True, top_k: int = 3) -> list[dict[str, Any]]:
         """Per row: score, tier, confidence, members; with `explain` also base value, contributions, a sentence."""
         df = self.frame(rows)
-        out = self.scorer.score(df)
+        explanations = None
+        if explain and hasattr(self.scorer, "score_and_explain"):  # one encoding and one pass per member
+            out, explanations = self.scorer.score_and_explain(df, top_k=top_k)
+        else:  # a version registered before score_and_explain existed
+            out = self.scorer.score(df)
         scores = out["score"].to_numpy()
         tiers = self.scorer.tier(scores)
         members = list(self.scorer.weights)
@@ -58,7 +62,9 @@ class LoadedModel:
                             "members": [{"name": m, "probability": float(probs[i, j]),
                                          "weight": float(self.scorer.weights[m])} for j, m in enumerate(members)]})
         if explain:
-            for row, exp in zip(results, self.scorer.explain(df, top_k=top_k), strict=True):
+            if explanations is None:
+                explanations = self.scorer.explain(df, top_k=top_k)
+            for row, exp in zip(results, explanations, strict=True):
                 row["base_value"] = exp["base_value"]
                 row["unattributed"] = exp["unattributed"]
                 row["top_positive"] = [_contribution(c) for c in exp["top_positive"]]

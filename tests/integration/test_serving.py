@@ -195,7 +195,9 @@ def test_every_score_lands_in_the_prediction_log(url: str, keys, leads, settings
     assert row[:4] == ("score", "it-broker", MODEL, champion) and 0 < row[4] < 1 and row[5] in "ABCD"
 
 
-def test_health_readiness_metrics_and_openapi(url: str) -> None:
+def test_health_readiness_metrics_and_openapi(url: str, keys, leads) -> None:  # noqa: ANN001
+    assert post(url, "/score", {"lead_id": leads[0]}, keys["main"]).status_code == 200
+    assert post(url, "/score", {"lead_id": "it-no-such-lead"}, keys["main"]).status_code == 404
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert httpx.get(f"{url}/readyz").status_code == 200
     text = httpx.get(f"{url}/metrics").text

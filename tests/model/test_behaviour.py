@@ -88,3 +88,20 @@ def test_explanations_add_up_to_the_score(fitted) -> None:  # noqa: ANN001
     busy = rows[ENGAGEMENT].idxmax()
     top = explained[list(rows.index).index(busy)]["top_positive"]
     assert ENGAGEMENT in [name for name, _, _ in top]  # the most engaged lead is explained by its engagement
+
+
+def test_the_array_path_gives_the_frame_paths_scores_and_explanations(fitted) -> None:  # noqa: ANN001
+    from tests.unit.test_models import assert_fast_path_matches_reference
+
+    ensemble = fitted.ensemble
+    rows = fitted.split.test.head(600)[ensemble.feature_names].copy()
+    rng = np.random.default_rng(5)
+    for name in ensemble.feature_names:  # missing values in every feature
+        rows.loc[rows.index[rng.choice(600, 40, replace=False)], name] = None
+    for name in ensemble.categorical_features:  # and levels the model never saw
+        rows.loc[rows.index[rng.choice(600, 25, replace=False)], name] = f"unseen {name}"
+    assert_fast_path_matches_reference(ensemble, rows, top_k=5)
+    for i in range(0, 600, 97):  # one lead at a time, as /score sends them
+        assert_fast_path_matches_reference(ensemble, rows.iloc[[i]], top_k=3)
+    served = pd.DataFrame.from_records(rows.head(64).to_dict("records"), columns=ensemble.feature_names)
+    assert_fast_path_matches_reference(ensemble, served, top_k=3)  # the dtypes serving's frame has

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 
 from models.evaluate import expected_calibration_error, lift_by_decile, metrics, top_share
-from models.preprocess import FeatureSchema, fit_schema, infer_categorical, mlp_arrays, tree_frame
+from models.preprocess import Encoder, FeatureSchema, fit_schema, infer_categorical, mlp_arrays, tree_frame
 from models.split import split_frame
 from models.stack import choose_calibration, fit_stacker, tier_thresholds
+from tests.unit.reference_path import reference_contributions, reference_explain, reference_logits, reference_score
 
 
 def synthetic(n: int = 3000, seed: int = 0) -> pd.DataFrame:
@@ -159,3 +160,108 @@ def test_explain_command_rows_carry_score_tier_and_signed_reasons(small_model, t
     assert all(r["tier"] in "ABCD" and len(r["top_positive"]) <= 2 for r in rows)
     with pytest.raises(ValueError, match="does not exist"):
         read_leads(tmp_path / "nope.csv", 1)
+
+
+def assert_same_explanations(fast: list[dict], reference: list[dict], atol: float = 1e-9) -> None:
+    assert len(fast) == len(reference)
+    for a, b in zip(fast, reference, strict=True):
+        for key in ("base_value", "unattributed", "logit"):
+            assert a[key] == pytest.approx(b[key], rel=0, abs=atol), key
+        assert list(a["contributions"]) == list(b["contributions"])
+        np.testing.assert_allclose(list(a["contributions"].values()), list(b["contributions"].values()), rtol=0,
+                                   atol=atol)
+        for side in ("top_positive", "top_negative"):
+            assert [(f, v) for f, v, _ in a[side]] == [(f, v) for f, v, _ in b[side]], side
+            np.testing.assert_allclose([c for *_, c in a[side]], [c for *_, c in b[side]], rtol=0, atol=atol)
+
+
+def assert_fast_path_matches_reference(ensemble, rows: pd.DataFrame, top_k: int = 3) -> None:  # noqa: ANN001
+    """Scores, member log-odds, contributions and explanations of the array path equal the frame-based reference."""
+    fast, ref = ensemble.member_logits(rows), reference_logits(ensemble, rows)
+    assert list(fast) == list(ref)
+    for m in ref:  # the boosters exactly; the network to float32 rounding at most
+        np.testing.assert_allclose(fast[m], ref[m], rtol=0, atol=1e-9 if m != "mlp" else 1e-6)
+    expected = reference_score(ensemble, rows)
+    for got in (ensemble.score(rows), ensemble.score_and_explain(rows, top_k)[0]):
+        assert list(got.columns) == list(expected.columns) and got.index.equals(expected.index)
+        np.testing.assert_allclose(got.to_numpy(), expected.to_numpy(), rtol=0, atol=1e-9)
+    for member in ("xgboost", "lightgbm"):
+        for got, want in zip(ensemble.booster_contributions(member, rows), reference_contributions(ensemble, member,
+                                                                                                    rows), strict=True):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    want = reference_explain(ensemble, rows, top_k)
+    assert_same_explanations(ensemble.explain(rows, top_k), want)
+    assert_same_explanations(ensemble.score_and_explain(rows, top_k)[1], want)
+
+
+def test_the_encoder_gives_what_tree_frame_and_mlp_arrays_give(tmp_path: Path) -> None:
+    train = pd.DataFrame({"c": ["a", "b", "a", None, "7"], "x": [1.0, None, 3.0, 5.0, 2.0],
+                          "f": pd.Series([True, False, None, True, False], dtype=object), "i": [1, 2, 3, 4, 5],
+                          "k": pd.Categorical(["u", "v", "u", "v", None]), "b": [True, False, True, True, False]})
+    schema = fit_schema(train, list(train.columns))
+    assert schema.categorical == ["c", "k"]
+    encoder = Encoder(schema)
+    new = [
+        train,
+        pd.DataFrame({"c": ["b", "zzz", None, 7, np.nan], "x": [2.0, None, np.inf, -1.0, np.nan],
+                      "f": pd.Series([None, True, np.False_, 1, 0.5], dtype=object), "i": [0, -3, 10**6, 2, 1],
+                      "k": ["v", "w", None, "u", pd.NA], "b": [False, False, True, True, False]}),
+        # kinds that take the reference path: text in a numeric feature, pandas extension dtypes
+        pd.DataFrame({"c": pd.Series(["a", None, "b", "x", "7"], dtype="string"), "x": ["3.5", "many", None, "1", 2],
+                      "f": pd.array([True, None, False, True, None], dtype="boolean"),
+                      "i": pd.array([1, None, 3, 4, 5], dtype="Int64"), "k": pd.Categorical(["v", "u", None, "u", "v"]),
+                      "b": pd.Series([1.0, None, 0.0, 1.0, 0.0])}),
+        train.iloc[[2]],
+        train.iloc[[]],
+    ]
+    for frame in new:
+        encoded = encoder.encode(frame)
+        trees = tree_frame(frame, schema)
+        expected = np.column_stack([np.where(trees[f].isna(), np.nan, trees[f].cat.codes) if f in schema.categories
+                                    else trees[f].to_numpy() for f in schema.features])
+        expected = expected.reshape(len(frame), len(schema.features))
+        np.testing.assert_array_equal(encoded.trees, expected)
+        x_num, x_cat = encoded.mlp()
+        ref_num, ref_cat = mlp_arrays(frame, schema)
+        np.testing.assert_array_equal(x_num, ref_num)
+        np.testing.assert_array_equal(x_cat, ref_cat)
+        assert x_num.dtype == ref_num.dtype and x_cat.dtype == ref_cat.dtype
+    with pytest.raises(ValueError, match="lacks feature column"):
+        encoder.encode(train.drop(columns=["x"]))
+
+
+def test_the_array_path_scores_and_explains_as_the_frame_path(small_model) -> None:  # noqa: ANN001
+    ensemble = small_model.ensemble
+    rows = small_model.split.test.head(300).copy()
+    rows.loc[rows.index[:40], "visits"] = None
+    rows.loc[rows.index[30:70], "channel"] = None
+    rows.loc[rows.index[60:100], "channel"] = "a channel never seen in training"
+    rows.loc[rows.index[90:130], "opted_in"] = None
+    rows.loc[rows.index[120:140], ["visits", "channel", "opted_in", "noise"]] = None
+    assert_fast_path_matches_reference(ensemble, rows)
+    for i in (0, 35, 65, 125):  # one lead at a time, as /score sends them
+        assert_fast_path_matches_reference(ensemble, rows.iloc[[i]], top_k=2)
+    served = rows[ensemble.feature_names].head(50)
+    assert_fast_path_matches_reference(ensemble, pd.DataFrame.from_records(served.to_dict("records")))
+
+
+def test_serving_scores_with_one_score_and_explain_call(small_model) -> None:  # noqa: ANN001
+    from serving.model import LoadedModel
+
+    ensemble = small_model.ensemble
+    records = small_model.split.test.head(8)[ensemble.feature_names].to_dict("records")
+    records[0]["channel"] = "unseen"
+    records[1]["visits"] = None
+    fast = LoadedModel("m", "1", ensemble).score(records, explain=True, top_k=3)
+
+    class Older:  # a registered version whose code predates score_and_explain
+        def __init__(self, inner) -> None:  # noqa: ANN001
+            self.inner = inner
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            if name == "score_and_explain":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    assert fast == LoadedModel("m", "1", Older(ensemble)).score(records, explain=True, top_k=3)
+    assert all(r["top_positive"] or r["top_negative"] for r in fast)
