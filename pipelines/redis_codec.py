@@ -107,12 +107,24 @@ def send_pipelined(client, commands: Iterable[bytes], count: int) -> None:  # no
         client.connection_pool.release(conn)
 
 
+_DECODED: dict[bytes, Any] = {}  # feature values repeat (flags, categories, small counts): parse each once
+
+
 def decode_value(raw: bytes | None) -> Any:
     """Python value of feast.types.Value bytes (None for missing or empty)."""
     if not raw:
         return None
+    try:
+        return _DECODED[raw]
+    except KeyError:
+        pass
     from feast.protos.feast.types.Value_pb2 import Value
 
     value = Value.FromString(raw)
     which = value.WhichOneof("val")
-    return None if which is None or which == "null_val" else getattr(value, which)
+    decoded = None if which is None or which == "null_val" else getattr(value, which)
+    if isinstance(decoded, str | int | float | bool) or decoded is None:  # immutable: safe to share
+        if len(_DECODED) >= 200_000:
+            _DECODED.clear()
+        _DECODED[raw] = decoded
+    return decoded
