@@ -3,7 +3,12 @@
 For the labelled leads of a dataset (default `broker_leads`, the simulated leads whose messages and CRM outcomes
 arrive through the stream worker):
 
-1. the leads are split, seeded and stratified by (label, has text), into reference / fit / test;
+1. the leads are split, seeded and stratified by (label, has text), into reference / fit / test. With
+   `split="holdout"` (the default when the champion's run logged its held-out leads) the reference leads are the
+   ones the champion was fitted on and only the champion's held-out leads are split into fit / test, so every
+   ensemble score the blender is fitted and tested on is out of sample; with `split="random"` all labelled leads
+   are split by the shares (more leads to measure on, but most ensemble scores are then in-sample and the
+   "without" figures optimistic: `ensemble_in_sample_share` in the run says how many);
 2. each fit and test lead's text signal is computed from its nearest messages among REFERENCE leads only (a lead
    never votes for itself; fit and test leads' labels are never read for any signal). The lead's query vector is
    the mean of its messages sent up to its label's time (no text written after the outcome);
@@ -48,7 +53,7 @@ ROLES = ("reference", "fit", "test")
 def split_leads(lead_ids: Sequence[str], strata: Sequence[object], seed: int, reference: float = 0.5,
                 fit: float = 0.25) -> dict[str, str]:
     """lead_id -> 'reference' / 'fit' / 'test', the shares taken within each stratum (seeded permutation)."""
-    if not (0 < reference < 1 and 0 < fit < 1 and reference + fit < 1):
+    if not (0 <= reference < 1 and 0 < fit < 1 and reference + fit < 1):
         raise ValueError(f"reference={reference} and fit={fit} must be shares that leave leads to test on")
     ids = np.asarray([str(i) for i in lead_ids])
     if len(set(ids.tolist())) != len(ids):
@@ -127,10 +132,15 @@ class FitResult:
             return (f"ROC AUC {m['roc_auc']:.4f}, PR AUC {m['pr_auc']:.4f}, precision@10% {m['precision_at_10']:.3f}, "
                     f"NDCG@100 {m['ndcg_at_100']:.4f}")
 
-        return (f"{self.reranker} version {self.version} is @champion (on {self.model_name} v{self.base_version}); "
+        signal_auc = self.extra.get("metrics", {}).get("test_text_only_signal_roc_auc")
+        auc = "" if signal_auc is None else f"; text signal alone on test leads with text: ROC AUC {signal_auc:.4f}"
+        share = "" if math.isnan(self.ensemble_in_sample) else f", {self.ensemble_in_sample:.0%} in-sample"
+        return (f"{self.reranker} version {self.version} is @champion (on {self.model_name} v{self.base_version}, "
+                f"blend coef score/text/has_text {self.coef[0]:.3f}/{self.coef[1]:.3f}/{self.coef[2]:.3f}); "
+                f"split {self.extra.get('split')} (ensemble scores of fit/test leads{share or ': unknown'}); "
                 f"test {self.sizes['test']} leads ({self.with_text['test']} with text): without re-ranker "
                 f"{fmt(self.without)} | with {fmt(self.with_reranker)}; fit {self.sizes['fit']}, reference "
-                f"{self.sizes['reference']}; {self.signals_written} text signals stored; {SIMULATED_NOTE}")
+                f"{self.sizes['reference']}; {self.signals_written} text signals stored{auc}; {SIMULATED_NOTE}")
 
 
 def _champion(settings: Settings, model_name: str):  # noqa: ANN202 - (ModelVersion, LeadScorerEnsemble)
@@ -177,6 +187,7 @@ def _message_vectors(conn, lead_ids: list[str] | None, until: dict[str, pd.Times
     for lead_id, sent_at, embedding in rows:
         if until is not None and lead_id in until and pd.Timestamp(sent_at) > until[lead_id]:
             continue
+        embedding = embedding.to_numpy() if hasattr(embedding, "to_numpy") else embedding  # pgvector.Vector
         by_lead.setdefault(lead_id, []).append(np.asarray(embedding, dtype="float32"))
     return {lead: (query_vector(np.vstack(vs)), len(vs)) for lead, vs in by_lead.items()}
 
@@ -219,8 +230,9 @@ def _plot(y: np.ndarray, without: np.ndarray, with_: np.ndarray, path: Path) -> 
 
 def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str = "broker_leads",
                  feature_service: str | None = None, seed: int = 0, reference: float = 0.5, fit: float = 0.25,
-                 params: SignalParams | None = None, say: Callable[[str], None] = log.info) -> FitResult:
-    """The whole job; see the module docstring."""
+                 params: SignalParams | None = None, say: Callable[[str], None] = log.info,
+                 split: str = "holdout") -> FitResult:
+    """The whole job; see the module docstring. `split`: "holdout" or "random"."""
     import mlflow
     import psycopg
     from pgvector.psycopg import register_vector
@@ -229,6 +241,8 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
     from models.train import configure_mlflow
     from pipelines.training_data import build_training_set
 
+    if split not in ("holdout", "random"):
+        raise ValueError(f"split must be 'holdout' or 'random', not {split!r}")
     started = time.monotonic()
     configure_mlflow(settings)
     model_name = model_name or settings.model_name
@@ -248,15 +262,28 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
         register_vector(conn)
         vectors = _message_vectors(conn, frame["lead_id"].tolist(), until)
         has_text = frame["lead_id"].map(lambda i: i in vectors)
-        roles = split_leads(frame["lead_id"].tolist(), [f"{y}/{int(t)}" for y, t in zip(frame["label"], has_text,
-                                                                                          strict=True)], seed,
-                            reference, fit)
+        strata = [f"{y}/{int(t)}" for y, t in zip(frame["label"], has_text, strict=True)]
+        if split == "holdout" and holdout is None:
+            say("the champion's run has no held-out lead ids: falling back to --split random")
+            split = "random"
+        if split == "holdout":
+            held = frame["lead_id"].isin(holdout).to_numpy()
+            if held.sum() < 20:
+                raise ValueError(f"only {int(held.sum())} of the champion's held-out leads are in {dataset}: use "
+                                 "--split random")
+            ids = frame["lead_id"].to_numpy()
+            roles = {str(i): "reference" for i in ids[~held]}
+            roles |= split_leads(ids[held].tolist(), [s for s, h in zip(strata, held, strict=True) if h], seed, 0.0,
+                                 fit / (1 - reference))
+        else:
+            roles = split_leads(frame["lead_id"].tolist(), strata, seed, reference, fit)
         reference_ids = sorted(i for i, r in roles.items() if r == "reference")
+        reference_share = len(reference_ids) / len(roles)
         prior = float(labels.loc[reference_ids].mean())
         params = SignalParams(params.k, params.pool, params.shrink, round(prior, 6))
         # serving's pool is over all labelled leads; during fitting only the reference share of them may vote, so
         # the pool of nearest messages is widened by the same factor to keep about as many voters per lead
-        fit_pool = int(math.ceil(params.pool / reference))
+        fit_pool = int(math.ceil(params.pool / reference_share))
         conn.execute(f"SET hnsw.ef_search = {max(200, fit_pool)}")
         conn.execute("CREATE TEMP TABLE rerank_reference (lead_id text PRIMARY KEY) ON COMMIT DROP")
         with conn.cursor() as cur, cur.copy("COPY rerank_reference (lead_id) FROM STDIN") as copy:
@@ -276,12 +303,12 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
                          "neighbours": ",".join(voters), "score": float(scores[lead]),
                          "label_used": role != "test"})
         conn.commit()
-    split = pd.DataFrame(rows).sort_values(["role", "lead_id"]).reset_index(drop=True)
-    split["label"] = split["lead_id"].map(labels)
+    table = pd.DataFrame(rows).sort_values(["role", "lead_id"]).reset_index(drop=True)
+    table["label"] = table["lead_id"].map(labels)
 
     blender = Blender("", (0.0, 0.0, 0.0), 0.0, params, str(version.version))
-    fit_rows = split[split["role"] == "fit"]
-    test_rows = split[split["role"] == "test"]
+    fit_rows = table[table["role"] == "fit"]
+    test_rows = table[table["role"] == "test"]
     sig = [None if pd.isna(s) else float(s) for s in fit_rows["signal"]]
     lr = fit_logistic(blender.features(fit_rows["score"].to_numpy(), sig), fit_rows["label"].to_numpy(), seed)
     blender.coef = tuple(float(c) for c in lr.coef_[0])
@@ -291,9 +318,9 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
     with_p = blender.blend(without_p, [None if pd.isna(s) else float(s) for s in test_rows["signal"]])
     without, with_reranker = ranking_metrics(y_test, without_p), ranking_metrics(y_test, with_p)
     text_mask = test_rows["has_text"].to_numpy().astype(bool)
-    sizes = {r: int((split["role"] == r).sum()) for r in ROLES}
-    with_text = {r: int(((split["role"] == r) & split["has_text"]).sum()) for r in ROLES}
-    in_sample = (float(np.mean([i not in holdout for i in split.loc[split["role"] != "reference", "lead_id"]]))
+    sizes = {r: int((table["role"] == r).sum()) for r in ROLES}
+    with_text = {r: int(((table["role"] == r) & table["has_text"]).sum()) for r in ROLES}
+    in_sample = (float(np.mean([i not in holdout for i in table.loc[table["role"] != "reference", "lead_id"]]))
                  if holdout is not None else float("nan"))
 
     name = reranker_name(model_name)
@@ -303,7 +330,8 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
         mlflow.set_tags({"leadscore.kind": "reranker", "leadscore.base_model": model_name,
                          "leadscore.base_version": str(version.version), "leadscore.note": SIMULATED_NOTE})
         mlflow.log_params({"dataset": dataset, "feature_service": feature_service, "base_model": model_name,
-                           "base_version": version.version, "seed": seed, "reference_share": reference,
+                           "base_version": version.version, "seed": seed, "split": split,
+                           "reference_share": round(reference_share, 4),
                            "fit_share": fit, "k": params.k, "pool": params.pool, "fit_pool": fit_pool,
                            "shrink": params.shrink, "prior": params.prior, "n_reference": sizes["reference"],
                            "n_fit": sizes["fit"], "n_test": sizes["test"], "n_test_with_text": with_text["test"],
@@ -320,9 +348,11 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
                 metrics[f"test_text_only_without_{key}"] = value
             for key, value in ranking_metrics(y_test[text_mask], with_p[text_mask]).items():
                 metrics[f"test_text_only_with_{key}"] = value
+            signal_only = test_rows["signal"].to_numpy(dtype="float64")[text_mask]
+            metrics["test_text_only_signal_roc_auc"] = ranking_metrics(y_test[text_mask], signal_only)["roc_auc"]
         mlflow.log_metrics(metrics)
         split_path = Path(tmp) / "split.parquet"
-        split.to_parquet(split_path, index=False)
+        table.to_parquet(split_path, index=False)
         mlflow.log_artifact(str(split_path), "split")
         mlflow.log_artifact(str(_plot(y_test, without_p, with_p, Path(tmp) / "reranker.png")), "plots")
         info = mlflow.sklearn.log_model(lr, name="blender", registered_model_name=name)
@@ -335,7 +365,7 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
     written = _store_signals(settings, params, registered)
     result = FitResult(model_name, name, registered, str(version.version), run_id, sizes, with_text, without,
                        with_reranker, blender.coef, blender.intercept, params, written, in_sample,
-                       time.monotonic() - started, {"metrics": metrics})
+                       time.monotonic() - started, {"metrics": metrics, "split": split})
     return result
 
 

@@ -3,12 +3,13 @@
 Signal: the lead's message embeddings (all-MiniLM-L6-v2, 384 dims) averaged into one query vector; its nearest
 messages among past leads with a known outcome (pgvector HNSW, cosine) vote with their lead's label, weighted by
 similarity and shrunk towards the base rate: s = (sum w*y + m*prior) / (sum w + m). Stored leads' signals are
-read from serving.text_signals (precomputed; the fitting job that fills it is not written yet); only leads that send
+read from serving.text_signals (precomputed by `leadscore rerank fit`, serving/rerank_fit.py); only leads that send
 new text get one at request time, and only text not seen before is embedded (the lead's stored vectors and an LRU
 cache are reused).
 
 Blend: logistic regression on [logit(score), has_text * (logit(signal) - logit(prior)), has_text], fitted on
-held-out leads and registered in MLflow as `<model>-reranker` (@champion); until one is registered, /rank orders by
+held-out leads by `leadscore rerank fit` and registered in MLflow as `<model>-reranker` (@champion), loaded with a
+new ensemble version or on POST /admin/reload; until one is registered, /rank orders by
 the ensemble score alone (`reranked: false`). For a lead without text the blend is a
 monotone function of the ensemble score, so text changes the order only through the fitted coefficients.
 """
@@ -204,7 +205,9 @@ class RerankerHolder:
     def _live_signal(self, conn, lead_id: str, messages: list[str], params: SignalParams) -> float:  # noqa: ANN001
         rows = conn.execute("SELECT text, embedding FROM text_store.messages WHERE lead_id = %s AND embedding IS "
                             "NOT NULL", (lead_id,)).fetchall()
-        known = {t: np.asarray(v, dtype="float32") for t, v in rows if t is not None}
+        # pgvector >= 0.4 loads vector columns as pgvector.Vector, not numpy
+        known = {t: np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype="float32") for t, v in rows
+                 if t is not None}
         vectors = self.encoder.encode(messages, known)
         if known:
             vectors = np.vstack([vectors, *known.values()])

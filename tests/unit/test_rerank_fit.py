@@ -29,6 +29,13 @@ def test_split_is_seeded_complete_and_stratified() -> None:
         assert shares["fit"] == pytest.approx(0.25, abs=0.01)
 
 
+def test_split_without_reference_halves_the_leads() -> None:
+    ids, strata = _leads(400)
+    roles = split_leads(ids, strata, seed=1, reference=0.0, fit=0.5)
+    assert set(roles.values()) == {"fit", "test"}
+    assert sum(r == "fit" for r in roles.values()) == pytest.approx(200, abs=4)
+
+
 def test_split_rejects_bad_shares_and_duplicates() -> None:
     with pytest.raises(ValueError):
         split_leads(["a", "b"], [0, 1], seed=0, reference=0.8, fit=0.2)
