@@ -29,8 +29,9 @@ def start_worker(settings: Settings, metrics_port: int, log: Path) -> subprocess
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "infra"]
     env = {**os.environ, **settings.env, "LEADSCORE_STATE_DIR": str(settings.state_dir)}
     with open(log, "ab") as out:
-        proc = subprocess.Popen([*argv, "stream", "worker", "--metrics-port", str(metrics_port), "--loglevel",
-                                 "warning"], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        level = os.environ.get("LEADSCORE_STREAM_LOGLEVEL", "warning")
+        proc = subprocess.Popen([*argv, "stream", "worker", "--metrics-port", str(metrics_port), "--loglevel", level],
+                                env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -44,12 +45,15 @@ def start_worker(settings: Settings, metrics_port: int, log: Path) -> subprocess
     raise RuntimeError(f"the stream worker did not start within 120 s; see {log}")
 
 
-def stop_worker(proc: subprocess.Popen) -> None:
+def stop_worker(proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    """SIGTERM (the worker commits and leaves its consumer group), SIGKILL only if it has not exited in `timeout` s."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            # a killed member can stay in the group on brokers that never evict it (noida-db): say so
+            print(f"stream worker {proc.pid} did not stop within {timeout:.0f} s; killed", file=sys.stderr)
             proc.kill()
 
 

@@ -55,7 +55,8 @@ def streamed(settings: Settings, applied_store, tmp_path_factory: pytest.TempPat
         deadline = time.monotonic() + 240
         while landed(port) < sent:
             log_tail = (out / "stream-worker.log").read_text()[-3000:]
-            assert worker.poll() is None and time.monotonic() < deadline, log_tail
+            assert worker.poll() is None and time.monotonic() < deadline, (
+                f"landed {landed(port):.0f} of {sent} events; worker exit code {worker.poll()}; log: {log_tail}")
             time.sleep(0.2)
     finally:
         stop_worker(worker)
