@@ -95,6 +95,11 @@ class LeadScorer:
         return self._reply(ctx, endpoint, 503, {"error": f"{dependency} unavailable", "dependency": dependency,
                                                 "reason": str(exc)}, started, {"Retry-After": "1"})
 
+    def _invalid(self, ctx: bentoml.Context, endpoint: str, exc: Exception, started: float):  # noqa: ANN202
+        """422 naming each bad inline field and why (the first 100)."""
+        errors = [{"field": f, "reason": r} for f, r in exc.errors[:100]]
+        return self._reply(ctx, endpoint, 422, {"error": "invalid request", "errors": errors}, started)
+
     # --- endpoints ---
     @bentoml.api(route="/score")
     async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
@@ -112,8 +117,7 @@ class LeadScorer:
             self.engine.check_inline([item], indexed=False)
             status, body = await self.batcher.submit((item, request.top_k))
         except FeatureError as exc:
-            return self._reply(ctx, "score", 422, {"error": "invalid request", "errors": [
-                {"field": f, "reason": r} for f, r in exc.errors]}, started)
+            return self._invalid(ctx, "score", exc, started)
         except Unavailable as exc:
             return self._unavailable(ctx, "score", exc, started)
         return self._reply(ctx, "score", status, body, started)
@@ -135,8 +139,7 @@ class LeadScorer:
             body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,
                                                                     request.rerank, request.limit)
         except FeatureError as exc:
-            return self._reply(ctx, "rank", 422, {"error": "invalid request", "errors": [
-                {"field": f, "reason": r} for f, r in exc.errors[:100]]}, started)
+            return self._invalid(ctx, "rank", exc, started)
         except Unavailable as exc:
             return self._unavailable(ctx, "rank", exc, started)
         return self._reply(ctx, "rank", 200, body, started)
