@@ -116,21 +116,22 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         import xgboost as xgb
 
         booster = self._models["xgboost"]
-        return xgb.DMatrix(encoded.trees, feature_names=booster.feature_names, feature_types=booster.feature_types,
-                           enable_categorical=True)
+        # columns are always in the booster's order (the encoder's): no names to build or check on every call
+        return xgb.DMatrix(encoded.trees, feature_types=booster.feature_types, enable_categorical=True)
 
     def _logits(self, encoded: Encoded, xgb_matrix=None) -> dict[str, np.ndarray]:  # noqa: ANN001
         out: dict[str, np.ndarray] = {}
         if "xgboost" in self._models:
-            booster = self._models["xgboost"]
+            booster = _xgb_threads(self._models["xgboost"], len(encoded.trees))
             if xgb_matrix is None:
                 # a numpy array in place: the trees' categorical splits test the codes themselves, NaN is missing
                 raw = booster.inplace_predict(encoded.trees, predict_type="margin")
             else:
-                raw = booster.predict(xgb_matrix, output_margin=True)
+                raw = booster.predict(xgb_matrix, output_margin=True, validate_features=False)
             out["xgboost"] = np.asarray(raw).astype("float64")
         if "lightgbm" in self._models:
-            out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(encoded.trees, raw_score=True), "float64")
+            out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(encoded.trees, raw_score=True,
+                                                                          **_lgb_threads(encoded)), "float64")
         if "mlp" in self._models:
             from models.tabular_net import predict_logits
 
@@ -165,52 +166,141 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         return [next((t for t, cut in cuts if s >= cut), cuts[-1][0]) for s in np.asarray(scores)]
 
     # --- explanations ---
-    def _contributions(self, member: str, encoded: Encoded, xgb_matrix=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    def _contributions(self, member: str, encoded: Encoded, xgb_matrix=None,  # noqa: ANN001
+                       method: str = "shap") -> tuple[np.ndarray, np.ndarray]:
+        if method == "path":
+            return self._path_contributions(member, encoded, xgb_matrix)
         if member == "xgboost":
             matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            raw = self._models["xgboost"].predict(matrix, pred_contribs=True)
+            raw = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(matrix, pred_contribs=True,
+                                                                                    validate_features=False)
         else:
-            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True)
+            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True, **_lgb_threads(encoded))
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
+
+    def path_tables(self, member: str):  # noqa: ANN201 - models.paths.PathTables
+        """The booster's per-leaf path attributions, built on first use (well under a second)."""
+        from models.paths import lightgbm_tables, xgboost_tables
+
+        tables = getattr(self, "_paths", None)
+        if tables is None:
+            tables = self._paths = {}
+        if member not in tables:
+            if member == "xgboost":
+                probe = np.full((1, len(self.feature_names)), np.nan)
+                tables[member] = xgboost_tables(self._models["xgboost"], self.feature_names, probe)
+            else:
+                tables[member] = lightgbm_tables(self._models["lightgbm"], len(self.feature_names))
+        return tables[member]
+
+    def _path_contributions(self, member: str, encoded: Encoded, xgb_matrix=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+        tables = self.path_tables(member)
+        if member == "xgboost":
+            matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
+            leaves = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(matrix, pred_leaf=True,
+                                                                                       validate_features=False)
+        else:
+            leaves = self._models["lightgbm"].predict(encoded.trees, pred_leaf=True, **_lgb_threads(encoded))
+        return tables.contributions(leaves)
 
     def booster_contributions(self, member: str, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(rows x features) tree-SHAP contributions in log-odds and the base value per row, for one booster."""
         return self._contributions(member, self.encode(df))
 
-    def explain(self, df: pd.DataFrame, top_k: int = 5) -> list[dict]:
-        """Per row: base_value, signed contributions per feature (log-odds of the stacked score), top +/- features."""
-        return self.score_and_explain(df, top_k)[1]
+    def explain(self, df: pd.DataFrame, top_k: int = 5, method: str = "shap") -> list[dict]:
+        """Per row: base_value, signed contributions per feature (log-odds of the stacked score), top +/- features.
 
-    def score_and_explain(self, df: pd.DataFrame, top_k: int = 5) -> tuple[pd.DataFrame, list[dict]]:
-        """`score(df)` and `explain(df, top_k)` from one encoding of the rows and one pass over each member."""
+        method: "shap" (the boosters' tree SHAP) or "path" (tree-path attributions, models/paths.py: about 25x
+        cheaper); either way base_value + contributions + unattributed is the stacked logit."""
+        return self.score_and_explain(df, top_k, method)[1]
+
+    def score_and_explain(self, df: pd.DataFrame, top_k: int = 5,
+                          method: str = "shap") -> tuple[pd.DataFrame, list[dict]]:
+        """`score(df)` and `explain(df, top_k, method)` from one encoding of the rows and one pass per member."""
         encoded = self.encode(df)
+        logits, contrib, base, unattributed = self._explained(encoded, method)
+        values = _Cells(df, self.feature_names)
+        rows = [self._explanation(i, contrib[i], base[i], unattributed[i], values.get, top_k, full=True)
+                for i in range(len(df))]
+        return self._score_frame(logits, df.index), rows
+
+    def score_records(self, rows: list[dict], top_k: int = 3, method: str | None = "path") -> dict:
+        """Serving's path: rows as {feature: value} dicts, no pandas. Returns numpy arrays `score`, `logit`,
+        `p_<member>`, `missing` (count per row) and, unless method is None, `explanations` (as `explain` gives
+        them, without the full contributions dict)."""
+        encoded, columns = self.encoder.encode_records(rows)
+        out: dict = {}
+        if method is None:
+            logits = self._logits(encoded)
+        else:
+            logits, contrib, base, unattributed = self._explained(encoded, method)
+
+            def cell(i: int, j: int) -> object:
+                v = columns[self.feature_names[j]][i]
+                return None if v is None or (isinstance(v, float) and v != v) else _plain(v)
+
+            out["explanations"] = [self._explanation(i, contrib[i], base[i], unattributed[i], cell, top_k, full=False)
+                                   for i in range(len(rows))]
+        z = self.stacked_logit(logits)
+        out["logit"], out["score"] = z, calibrate(z, self.calibration)
+        for m in self.members:
+            out[f"p_{m}"] = sigmoid(logits[m])
+        present = np.zeros(len(rows))
+        for values in columns.values():
+            present += np.fromiter((v is not None and not (isinstance(v, float) and v != v) for v in values), bool,
+                                   len(rows))
+        out["missing"] = len(self.feature_names) - present
+        return out
+
+    def _explained(self, encoded: Encoded, method: str) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+        """Member logits, weighted booster contributions (rows x features), base and the MLP's unattributed share."""
+        if method not in ("shap", "path"):
+            raise ValueError(f"unknown explanation method {method!r}: use 'shap' or 'path'")
         matrix = self._xgb_matrix(encoded) if "xgboost" in self._models else None
         logits = self._logits(encoded, matrix)
-        n, names = len(df), self.feature_names
+        n, names = len(encoded.trees), self.feature_names
         contrib = np.zeros((n, len(names)))
         base = np.full(n, self.intercept)
         for m in self.members:
             if m in BOOSTERS:
-                c, b = self._contributions(m, encoded, matrix)
+                c, b = self._contributions(m, encoded, matrix, method)
                 contrib += self.weights[m] * c
                 base += self.weights[m] * b
         unattributed = np.zeros(n)
         if "mlp" in self.members:
             base += self.weights["mlp"] * self.mlp_mean_logit
             unattributed = self.weights["mlp"] * (logits["mlp"] - self.mlp_mean_logit)
-        values = _Cells(df, names)
-        rows = []
-        for i in range(n):
-            row = contrib[i]
-            order = np.argsort(-row)
-            pos = [(names[j], values.get(i, j), float(row[j])) for j in order[:top_k] if row[j] > 0]
-            neg = [(names[j], values.get(i, j), float(row[j])) for j in order[::-1][:top_k] if row[j] < 0]
-            rows.append({"base_value": float(base[i]), "contributions": dict(zip(names, row.tolist(), strict=True)),
-                         "top_positive": pos, "top_negative": neg,
-                         "unattributed": float(unattributed[i]),
-                         "logit": float(base[i] + row.sum() + unattributed[i])})
-        return self._score_frame(logits, df.index), rows
+        return logits, contrib, base, unattributed
+
+    def _explanation(self, i: int, row: np.ndarray, base: float, unattributed: float, cell, top_k: int,  # noqa: ANN001
+                     full: bool) -> dict:
+        names = self.feature_names
+        order = np.argsort(-row)
+        pos = [(names[j], cell(i, j), float(row[j])) for j in order[:top_k] if row[j] > 0]
+        neg = [(names[j], cell(i, j), float(row[j])) for j in order[::-1][:top_k] if row[j] < 0]
+        out = {"base_value": float(base), "top_positive": pos, "top_negative": neg,
+               "unattributed": float(unattributed), "logit": float(base + row.sum() + unattributed)}
+        if full:
+            out["contributions"] = dict(zip(names, row.tolist(), strict=True))
+        return out
+
+
+SMALL_BATCH = 2000  # rows; below this the boosters predict on one thread
+
+
+def _lgb_threads(encoded: Encoded) -> dict:
+    """One thread for small batches: LightGBM's thread pool costs milliseconds per call on a few rows."""
+    return {"num_threads": 1} if len(encoded.trees) < SMALL_BATCH else {}
+
+
+def _xgb_threads(booster, rows: int):  # noqa: ANN001, ANN202 - xgboost.Booster
+    """The booster set to one thread for small batches (all cores otherwise), as for LightGBM."""
+    threads = 1 if rows < SMALL_BATCH else 0
+    if getattr(booster, "_leadscore_threads", None) != threads:
+        booster.set_param({"nthread": threads})
+        booster._leadscore_threads = threads
+    return booster
 
 
 class _Cells:

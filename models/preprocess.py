@@ -8,6 +8,7 @@ members, so a lead is encoded at serving time exactly as it was at fit time; an 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -199,10 +200,33 @@ class Encoder:
                     return values.astype("float64")  # float(v) each; None -> NaN; bools -> 0/1
         return numeric(col)
 
-    def codes(self, col: pd.Series, name: str) -> np.ndarray:
+    def encode_records(self, rows: Sequence[Mapping]) -> tuple[Encoded, dict[str, np.ndarray]]:
+        """`encode` for a list of {feature: value} dicts (a missing key is a missing value), with no pandas frame;
+        also returns each feature's values as an object array (what explanations show)."""
+        n = len(rows)
+        trees = np.empty((n, len(self.features)), "float64")
+        codes = np.empty((n, len(self.code_column)), "int64")
+        columns: dict[str, np.ndarray] = {}
+        for j, name in enumerate(self.features):
+            values = np.empty(n, dtype=object)
+            values[:] = [r.get(name) for r in rows]
+            columns[name] = values
+            if name in self.lookup:
+                c = self.codes(values, name)
+                codes[:, self.code_column[name]] = c
+                trees[:, j] = np.where(c < 0, np.nan, c)
+            else:
+                kinds = set(map(type, values))
+                if kinds <= _PLAIN_NUMBERS and (int not in kinds or _small_ints(values)):
+                    trees[:, j] = values.astype("float64")
+                else:
+                    trees[:, j] = numeric(pd.Series(values, dtype=object))
+        return Encoded(self, trees, codes), columns
+
+    def codes(self, col: pd.Series | np.ndarray, name: str) -> np.ndarray:
         """Category codes (-1 missing or unseen) as `pd.Categorical(_as_text(col), categories=...)` gives them."""
         lookup = self.lookup[name]
-        values = col.to_numpy(dtype=object)
+        values = col if isinstance(col, np.ndarray) and col.dtype == object else np.asarray(col, dtype=object)
         out = np.fromiter((lookup.get(v if type(v) is str else str(v), -1) for v in values), "int64", len(values))
         out[pd.isna(values)] = -1
         return out

@@ -1,8 +1,8 @@
 """Log the ensemble as one MLflow pyfunc model (signature, input example, its own code) and register it.
 
-The model's code is a copy of only the serving-safe modules (models/__init__.py, ensemble.py, preprocess.py,
-tabular_net.py) in a `models` package, passed as `code_paths`: `mlflow.pyfunc.load_model` works in a fresh process
-without this repository, and the registered model cannot reach training code even by accident.
+The model's code is a copy of only the serving-safe modules (models/__init__.py, ensemble.py, paths.py,
+preprocess.py, tabular_net.py) in a `models` package, passed as `code_paths`: `mlflow.pyfunc.load_model` works in a
+fresh process without this repository, and the registered model cannot reach training code even by accident.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SERVING_MODULES = ("__init__.py", "ensemble.py", "preprocess.py", "tabular_net.py")
+SERVING_MODULES = ("__init__.py", "ensemble.py", "paths.py", "preprocess.py", "tabular_net.py")
 PACKAGES = {"mlflow": "mlflow", "numpy": "numpy", "pandas": "pandas", "xgboost": "xgboost-cpu",
             "lightgbm": "lightgbm", "torch": "torch", "scipy": "scipy"}
 

@@ -45,11 +45,27 @@ def demo_key(settings: Settings) -> str:
 
 
 def serve_and_score(settings: Settings, lead_id: str, say: Callable[[str], None] = print) -> dict:
-    """Start the service (if not running) and score `lead_id` over HTTP; return the response."""
+    """Start the service (if not running) and score `lead_id` over HTTP; return the response.
+
+    A service left running from an earlier run may still hold the previous champion (it polls the registry every
+    few seconds): it is restarted so that the version just promoted is the one that answers."""
+    from infra.servers import ServingServer
     from infra.stack import start_serving
+    from serving.model import champion_version
 
     if not start_serving(settings, say):
         raise RuntimeError(f"no {settings.model_name}@champion to serve: promotion did not happen")
+    body = _score(settings, lead_id)
+    champion = champion_version(settings.model_name)
+    if champion is not None and body.get("model_version") != champion:
+        say(f"      the running service held version {body.get('model_version')}; restarting it on {champion}")
+        ServingServer(settings).stop()
+        start_serving(settings, say)
+        body = _score(settings, lead_id)
+    return body
+
+
+def _score(settings: Settings, lead_id: str) -> dict:
     request = urllib.request.Request(
         f"http://{settings.host}:{settings.serving_port}/score", method="POST",
         data=json.dumps({"lead_id": lead_id, "top_k": 3}).encode(),

@@ -67,16 +67,13 @@ class OnlineReader:
 
     def read(self, entity_ids: Sequence[str], as_of: float | None = None) -> list[dict[str, Any]]:
         """One dict per id, in order: the join key, every feature (None when missing) and on-demand outputs."""
-        from pipelines.redis_codec import decode_value
+        from pipelines.redis_codec import decode_value, hmget_many
 
         keys = [self.codec.key(i) for i in entity_ids]
         if len(keys) == 1:
             raw = [self.client.hmget(keys[0], self.fields)]
         else:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hmget(key, self.fields)
-            raw = pipe.execute()
+            raw = hmget_many(self.client, keys, self.fields)
         rows = [{self.join_key: str(i), **{c: decode_value(v) for c, v in zip(self.columns, values, strict=True)}}
                 for i, values in zip(entity_ids, raw, strict=True)]
         if self.odfvs:

@@ -14,7 +14,7 @@ from typing import Any
 
 
 class MicroBatcher:
-    def __init__(self, fn: Callable[[Sequence[Any]], Sequence[Any]], executor: ThreadPoolExecutor,
+    def __init__(self, fn: Callable[[Sequence[Any]], Sequence[Any]], executor: ThreadPoolExecutor | None,
                  max_batch: int = 256) -> None:
         self.fn = fn
         self.executor = executor
@@ -36,9 +36,14 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
+                if self.executor is None:
+                    await asyncio.sleep(0)  # let the handlers already woken join this batch
                 batch, self._pending = self._pending[:self.max_batch], self._pending[self.max_batch:]
                 try:
-                    results = await loop.run_in_executor(self.executor, self.fn, [item for item, _ in batch])
+                    if self.executor is None:  # on the event loop: requests arriving meanwhile wait in the socket
+                        results = self.fn([item for item, _ in batch])
+                    else:
+                        results = await loop.run_in_executor(self.executor, self.fn, [item for item, _ in batch])
                 except Exception as exc:  # noqa: BLE001 - every request of the batch gets the error
                     results = [exc] * len(batch)
                 for (_, future), result in zip(batch, results, strict=True):

@@ -144,25 +144,30 @@ class Engine:
                              served.model.name, served.model.version, served.model.feature_service, score, tier,
                              signal, rank_score, len(it.inline or {})))
 
-    def score_batch(self, items: Sequence[Item], top_k: Sequence[int]) -> list[tuple[int, dict]]:
-        """/score for a micro-batch: (status, body) per item, in order."""
+    def score_batch(self, items: Sequence[Item], top_k: Sequence[int],
+                    methods: Sequence[str] | None = None) -> list[tuple[int, dict]]:
+        """/score for a micro-batch: (status, body) per item, in order; one model call per explanation method."""
         served = self.require()
+        methods = methods or ["path"] * len(items)
         rows, outcomes = self._resolve(served, items, "score")
         ok = [i for i, r in enumerate(rows) if r is not None]
         if ok:
             metrics().batch.observe(len(ok))
-            results = served.model.score([rows[i] for i in ok], explain=True, top_k=max(top_k[i] for i in ok))
             signals = self.reranker.signals([items[i] for i in ok])
-            for i, res in zip(ok, results, strict=True):
-                k = top_k[i]
-                res["top_positive"], res["top_negative"] = res["top_positive"][:k], res["top_negative"][:k]
-                it = items[i]
-                body = {"lead_id": it.lead_id, **res, "text_signal": signals.get(it.lead_id),
-                        "model_version": served.model.version, "feature_service": served.model.feature_service}
-                outcomes[i] = (200, body)
-                self._log("score", served, it, res["score"], res["tier"], body["text_signal"], None)
-                metrics().scores.observe(res["score"])
-                metrics().tiers.labels(res["tier"]).inc()
+            for method in sorted({methods[i] for i in ok}):
+                group = [i for i in ok if methods[i] == method]
+                results = served.model.score([rows[i] for i in group], explain=method,
+                                             top_k=max(top_k[i] for i in group))
+                for i, res in zip(group, results, strict=True):
+                    k = top_k[i]
+                    res["top_positive"], res["top_negative"] = res["top_positive"][:k], res["top_negative"][:k]
+                    it = items[i]
+                    body = {"lead_id": it.lead_id, **res, "text_signal": signals.get(it.lead_id),
+                            "model_version": served.model.version, "feature_service": served.model.feature_service}
+                    outcomes[i] = (200, body)
+                    self._log("score", served, it, res["score"], res["tier"], body["text_signal"], None)
+                    metrics().scores.observe(res["score"])
+                    metrics().tiers.labels(res["tier"]).inc()
         return outcomes
 
     def rank(self, items: Sequence[Item], rerank: bool, limit: int | None) -> dict:
@@ -174,9 +179,12 @@ class Engine:
         scores = np.zeros(0)
         tiers: list[str] = []
         if ok:
-            frame = served.model.frame([rows[i] for i in ok])
-            scores = served.model.scorer.score(frame)["score"].to_numpy()
-            tiers = served.model.scorer.tier(scores)
+            scorer = served.model.scorer
+            if hasattr(scorer, "score_records"):  # no pandas frame for the list
+                scores = scorer.score_records([rows[i] for i in ok], method=None)["score"]
+            else:
+                scores = scorer.score(served.model.frame([rows[i] for i in ok]))["score"].to_numpy()
+            tiers = scorer.tier(scores)
         blender = self.reranker.current if rerank else None
         signals = self.reranker.signals([items[i] for i in ok]) if self.reranker.current else {}
         sig = [signals.get(items[i].lead_id) for i in ok]

@@ -84,6 +84,13 @@ class KeyVerifier:
         self.ttl_s = ttl_s
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
 
+    def cached(self, token: str) -> tuple[bool, ApiKey | None]:
+        """(True, grant or None) if the answer for this token is cached and fresh; (False, None) otherwise."""
+        hit = self._cache.get(token)
+        if hit and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
     def verify(self, token: str | None) -> ApiKey | None:
         """The grant of a valid, unrevoked key; None for anything else. May raise if Postgres is unreachable."""
         if not token:

@@ -8,6 +8,7 @@ memory. `close()` flushes what is left.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -37,6 +38,7 @@ class LogWriter:
         self.on_flush = on_flush or (lambda kind, n: None)
         self.predictions: deque[tuple] = deque()
         self.audits: deque[tuple] = deque()
+        self._conn = None  # one connection, kept between flushes; reopened after a failure
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leadscore-log-writer", daemon=True)
@@ -78,17 +80,27 @@ class LogWriter:
                 rows = [queue[i] for i in range(min(len(queue), self.batch))]
                 try:
                     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
-                    with self.connect() as conn, conn.cursor() as cur, cur.copy(sql) as copy:
+                    if self._conn is None or self._conn.closed:
+                        self._conn = self.connect()
+                    with self._conn.cursor() as cur, cur.copy(sql) as copy:
                         for row in rows:
                             copy.write_row(row)
+                    self._conn.commit()
                 except Exception as exc:  # noqa: BLE001 - keep the rows, retry at the next tick
                     log.warning("could not write %d %s rows (%s): retrying", len(rows), kind, exc)
+                    self._drop_connection()
                     return written
                 for _ in rows:
                     queue.popleft()
                 written += len(rows)
                 self.on_flush(kind, len(rows))
         return written
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):  # it is being discarded anyway
+                conn.close()
 
     def pending(self) -> int:
         return len(self.predictions) + len(self.audits)
@@ -100,3 +112,4 @@ class LogWriter:
         deadline = time.monotonic() + timeout
         while self.pending() and time.monotonic() < deadline and self.flush():
             pass
+        self._drop_connection()

@@ -40,38 +40,47 @@ class LoadedModel:
 
         return pd.DataFrame.from_records(list(rows), columns=self.features)
 
-    def score(self, rows: Sequence[dict[str, Any]], explain: bool = True, top_k: int = 3) -> list[dict[str, Any]]:
-        """Per row: score, tier, confidence, members; with `explain` also base value, contributions, a sentence."""
-        df = self.frame(rows)
-        explanations = None
-        if explain and hasattr(self.scorer, "score_and_explain"):  # one encoding and one pass per member
-            out, explanations = self.scorer.score_and_explain(df, top_k=top_k)
-        else:  # a version registered before score_and_explain existed
-            out = self.scorer.score(df)
-        scores = out["score"].to_numpy()
+    def score(self, rows: Sequence[dict[str, Any]], explain: bool | str = True, top_k: int = 3) -> list[dict[str, Any]]:
+        """Per row: score, tier, confidence, members; with `explain` also base value, contributions, a sentence.
+
+        explain: False, "path" (tree-path attributions, the fast default), "shap" (tree SHAP) or True ("path")."""
+        method = None if explain is False else ("path" if explain is True else explain)
+        if hasattr(self.scorer, "score_records"):  # versions registered with the array path: no pandas per call
+            out = self.scorer.score_records(list(rows), top_k=top_k, method=method)
+            explanations, missing = out.get("explanations"), out["missing"]
+        else:  # an older version: its own frame-based code, which explains with tree SHAP only
+            method = None if method is None else "shap"
+            df = self.frame(rows)
+            if method is not None and hasattr(self.scorer, "score_and_explain"):
+                out, explanations = self.scorer.score_and_explain(df, top_k=top_k)
+            else:
+                out, explanations = self.scorer.score(df), None
+                if method is not None:
+                    explanations = self.scorer.explain(df, top_k=top_k)
+            out = {c: out[c].to_numpy() for c in out.columns}
+            missing = df.isna().sum(axis=1).to_numpy()
+        scores = out["score"]
         tiers = self.scorer.tier(scores)
         members = list(self.scorer.weights)
-        probs = np.column_stack([out[f"p_{m}"].to_numpy() for m in members])
-        missing = df.isna().sum(axis=1).to_numpy()
+        weights = [float(self.scorer.weights[m]) for m in members]
+        probs = np.column_stack([out[f"p_{m}"] for m in members])
         agreement = np.clip(1.0 - 2.0 * probs.std(axis=1), 0.0, 1.0)
         confidence = agreement * (1.0 - missing / max(1, len(self.features)))
         results = []
-        for i in range(len(df)):
+        for i in range(len(scores)):
             results.append({"score": float(scores[i]), "tier": tiers[i], "confidence": round(float(confidence[i]), 4),
                             "missing_features": int(missing[i]),
-                            "members": [{"name": m, "probability": float(probs[i, j]),
-                                         "weight": float(self.scorer.weights[m])} for j, m in enumerate(members)]})
-        if explain:
-            if explanations is None:
-                explanations = self.scorer.explain(df, top_k=top_k)
+                            "members": [{"name": m, "probability": float(probs[i, j]), "weight": weights[j]}
+                                        for j, m in enumerate(members)]})
+        if explanations is not None:
             for row, exp in zip(results, explanations, strict=True):
                 row["base_value"] = exp["base_value"]
                 row["unattributed"] = exp["unattributed"]
                 row["top_positive"] = [_contribution(c) for c in exp["top_positive"]]
                 row["top_negative"] = [_contribution(c) for c in exp["top_negative"]]
                 row["explanation"] = sentence(row["tier"], row["score"], row["top_positive"], row["top_negative"])
+                row["explained_by"] = method
         return results
-
 
 def _contribution(item: Sequence[Any]) -> dict[str, Any]:
     feature, value, contribution = item

@@ -59,30 +59,36 @@ def test_score_returns_the_calibrated_score_tier_members_and_an_explanation(url:
                                                                            scorer, settings, applied_store) -> None:  # noqa: ANN001
     from pipelines.online import OnlineReader
 
-    r = post(url, "/score", {"lead_id": leads[0], "top_k": 20}, keys["main"])
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["lead_id"] == leads[0] and body["model_version"] == champion
-    assert body["feature_service"] == "xeducation_v1" and body["tier"] in "ABCD"
-    assert 0 < body["score"] < 1 and 0 <= body["confidence"] <= 1
-    assert {m["name"]: m["weight"] for m in body["members"]} == pytest.approx(scorer.weights)
-    assert body["explanation"].startswith(f"Tier {body['tier']} (score {body['score']:.2f})")
-    # the same lead in-process: same score, same contributions, and they add up to the stacked log-odds
     row = OnlineReader(applied_store, "xeducation_v1").read([leads[0]])[0]
     frame = __import__("pandas").DataFrame([{f: row[f] for f in scorer.feature_names}])
-    assert body["score"] == pytest.approx(float(scorer.score(frame)["score"].iloc[0]), rel=1e-9)
-    exp = scorer.explain(frame, top_k=20)[0]
-    assert [c["feature"] for c in body["top_positive"]] == [f for f, _, _ in exp["top_positive"]]
-    assert [c["contribution"] for c in body["top_negative"]] == pytest.approx([c for _, _, c in exp["top_negative"]])
-    total = exp["base_value"] + sum(exp["contributions"].values()) + exp["unattributed"]
     logits = scorer.member_logits(frame)
-    assert total == pytest.approx(float(scorer.stacked_logit(logits)[0]), abs=1e-6)
-    shown = sum(c["contribution"] for c in body["top_positive"] + body["top_negative"])
-    assert body["base_value"] + shown + body["unattributed"] == pytest.approx(total, abs=1e-6)  # top 20 + 20 = all
-    contribs, base = scorer.booster_contributions("xgboost", frame)  # a booster's own SHAP reproduces its margin
-    assert contribs.sum() + base[0] == pytest.approx(float(logits["xgboost"][0]), abs=1e-4)
-    for c in body["top_positive"]:
-        assert c["contribution"] > 0 and (c["value"] == row[c["feature"]] or c["value"] is None)
+    for method in ("path", "shap"):  # the default, tree-path attributions; tree SHAP on request
+        payload = {"lead_id": leads[0], "top_k": 20, **({"explain": method} if method == "shap" else {})}
+        r = post(url, "/score", payload, keys["main"])
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["lead_id"] == leads[0] and body["model_version"] == champion and body["explained_by"] == method
+        assert body["feature_service"] == "xeducation_v1" and body["tier"] in "ABCD"
+        assert 0 < body["score"] < 1 and 0 <= body["confidence"] <= 1
+        assert {m["name"]: m["weight"] for m in body["members"]} == pytest.approx(scorer.weights)
+        assert body["explanation"].startswith(f"Tier {body['tier']} (score {body['score']:.2f})")
+        # the same lead in-process: same score, same contributions, and they add up to the stacked log-odds
+        assert body["score"] == pytest.approx(float(scorer.score(frame)["score"].iloc[0]), rel=1e-9)
+        exp = scorer.explain(frame, top_k=20, method=method)[0]
+        assert [c["feature"] for c in body["top_positive"]] == [f for f, _, _ in exp["top_positive"]]
+        assert [c["contribution"] for c in body["top_negative"]] == pytest.approx([c for _, _, c in
+                                                                                   exp["top_negative"]])
+        total = exp["base_value"] + sum(exp["contributions"].values()) + exp["unattributed"]
+        assert total == pytest.approx(float(scorer.stacked_logit(logits)[0]), abs=1e-6)
+        shown = sum(c["contribution"] for c in body["top_positive"] + body["top_negative"])
+        assert body["base_value"] + shown + body["unattributed"] == pytest.approx(total, abs=1e-6)  # 20 + 20 = all
+        for c in body["top_positive"]:
+            assert c["contribution"] > 0 and (c["value"] == row[c["feature"]] or c["value"] is None)
+    for method in ("shap", "path"):  # each booster's own attribution reproduces its margin
+        contribs, base = scorer._contributions("xgboost", scorer.encode(frame), method=method)
+        assert contribs.sum() + base[0] == pytest.approx(float(logits["xgboost"][0]), abs=1e-4)
+    bad = post(url, "/score", {"lead_id": leads[0], "explain": "lime"}, keys["main"])
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "explain"
 
 
 def test_inline_fields_override_stored_ones_and_score_a_lead_not_in_the_store(url: str, keys, leads) -> None:  # noqa: ANN001

@@ -252,16 +252,68 @@ def test_serving_scores_with_one_score_and_explain_call(small_model) -> None:  #
     records = small_model.split.test.head(8)[ensemble.feature_names].to_dict("records")
     records[0]["channel"] = "unseen"
     records[1]["visits"] = None
-    fast = LoadedModel("m", "1", ensemble).score(records, explain=True, top_k=3)
+    del records[2]["noise"]  # a feature neither stored nor sent: missing
+    fast = LoadedModel("m", "1", ensemble).score(records, explain="shap", top_k=3)
 
-    class Older:  # a registered version whose code predates score_and_explain
+    class Older:  # a registered version whose code predates score_records and score_and_explain
         def __init__(self, inner) -> None:  # noqa: ANN001
             self.inner = inner
 
         def __getattr__(self, name: str):  # noqa: ANN204
-            if name == "score_and_explain":
+            if name in ("score_and_explain", "score_records"):
                 raise AttributeError(name)
             return getattr(self.inner, name)
 
-    assert fast == LoadedModel("m", "1", Older(ensemble)).score(records, explain=True, top_k=3)
+    older = LoadedModel("m", "1", Older(ensemble))
+    assert fast == older.score(records, explain="shap", top_k=3)
     assert all(r["top_positive"] or r["top_negative"] for r in fast)
+    assert fast[2]["missing_features"] == 1 and fast[0]["explained_by"] == "shap"
+    # an older version cannot explain by paths: it says it used SHAP
+    assert older.score(records, explain="path")[0]["explained_by"] == "shap"
+    by_path = LoadedModel("m", "1", ensemble).score(records, explain=True, top_k=3)
+    assert [r["score"] for r in by_path] == [r["score"] for r in fast]
+    assert {r["explained_by"] for r in by_path} == {"path"}
+
+
+def test_path_attributions_add_up_to_each_boosters_margin(small_model) -> None:  # noqa: ANN001
+    import xgboost as xgb
+
+    ensemble = small_model.ensemble
+    rows = small_model.split.test.head(200).copy()
+    rows.loc[rows.index[:30], "visits"] = None
+    rows.loc[rows.index[20:50], "channel"] = "never seen"
+    encoded = ensemble.encode(rows)
+    logits = ensemble._logits(encoded)
+    for member in ("xgboost", "lightgbm"):
+        contrib, base = ensemble._contributions(member, encoded, method="path")
+        np.testing.assert_allclose(contrib.sum(axis=1) + base, logits[member], rtol=0, atol=1e-5)
+        shap, _ = ensemble._contributions(member, encoded, method="shap")
+        assert not np.allclose(contrib, shap)  # a different attribution of the same margin
+        # the features a row's path never tests get nothing
+        assert (np.abs(contrib) > 0).sum() <= (np.abs(shap) > 0).sum()
+    booster = ensemble._models["xgboost"]  # XGBoost's own path attribution (Saabas) agrees with ours
+    matrix = xgb.DMatrix(encoded.trees, feature_names=booster.feature_names, feature_types=booster.feature_types,
+                         enable_categorical=True)
+    saabas = booster.predict(matrix, pred_contribs=True, approx_contribs=True)
+    np.testing.assert_allclose(ensemble._contributions("xgboost", encoded, method="path")[0], saabas[:, :-1],
+                               rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        ensemble.explain(rows.head(2), method="lime")
+
+
+def test_score_records_gives_what_the_frame_path_gives(small_model) -> None:  # noqa: ANN001
+    ensemble = small_model.ensemble
+    frame = small_model.split.test.head(40)[ensemble.feature_names].copy()
+    frame.loc[frame.index[:5], "visits"] = None
+    frame.loc[frame.index[3:9], "channel"] = None
+    records = frame.to_dict("records")
+    for method in ("shap", "path"):
+        out = ensemble.score_records(records, top_k=4, method=method)
+        scored, explained = ensemble.score_and_explain(frame, top_k=4, method=method)
+        np.testing.assert_allclose(out["score"], scored["score"].to_numpy(), rtol=0, atol=1e-12)
+        for m in ensemble.members:
+            np.testing.assert_allclose(out[f"p_{m}"], scored[f"p_{m}"].to_numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(out["missing"], frame.isna().sum(axis=1).to_numpy())
+        for a, b in zip(out["explanations"], explained, strict=True):
+            assert a == {k: v for k, v in b.items() if k != "contributions"}
+    assert "explanations" not in ensemble.score_records(records, method=None)
