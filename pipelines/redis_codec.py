@@ -112,8 +112,6 @@ def hmget_many(client, keys: Sequence[bytes], fields: Sequence[bytes]) -> list[l
     by hiredis from the socket in bulk. redis-py's pipeline spends ~20 us per command packing and dispatching;
     this is several times cheaper for a /rank-sized read. Raises redis' ConnectionError/TimeoutError as redis-py
     does; the connection is dropped after any failure so a half-read reply is never reused."""
-    import socket
-
     import hiredis
     import redis
 
@@ -130,7 +128,7 @@ def hmget_many(client, keys: Sequence[bytes], fields: Sequence[bytes]) -> list[l
         while len(replies) < len(keys):
             try:
                 data = sock.recv(1 << 20)
-            except (TimeoutError, socket.timeout) as exc:
+            except TimeoutError as exc:
                 raise redis.exceptions.TimeoutError(f"Timeout reading from Redis: {exc}") from None
             except OSError as exc:
                 raise redis.exceptions.ConnectionError(f"Error reading from Redis: {exc}") from None

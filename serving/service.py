@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
@@ -143,7 +144,8 @@ class LeadScorer:
         key, denied = await self._authorize(ctx, "rank", started)
         if denied is not None:
             return denied
-        items = [Item(lead.lead_id, lead.features, lead.messages, key) for lead in request.leads]
+        request_id = uuid.uuid4().hex[:16]  # one call, one request id for all its leads
+        items = [Item(lead.lead_id, lead.features, lead.messages, key, request_id) for lead in request.leads]
         try:
             self.engine.check_inline(items, indexed=True)
             body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,

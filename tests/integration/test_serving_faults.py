@@ -42,10 +42,16 @@ def test_redis_down_gives_a_fast_503_and_scores_again_once_it_is_back(setup, set
         r, took = _timed(url, leads[1], key)
         assert r.status_code == 503 and r.json()["dependency"] == "redis" and took < 2.0, (r.text, took)
         assert r.headers["Retry-After"] == "1"
+        t0 = time.monotonic()  # a list is read in one bulk HMGET: the same clear 503
+        ranked = post(url, "/rank", {"leads": [{"lead_id": lead} for lead in leads[:20]]}, key, timeout=10)
+        assert ranked.status_code == 503 and ranked.json()["dependency"] == "redis", ranked.text
+        assert time.monotonic() - t0 < 2.0
         assert httpx.get(f"{url}/readyz", timeout=10).status_code == 503
     finally:
         stack.up(settings, say=lambda _: None)
     wait_for(lambda: post(url, "/score", {"lead_id": leads[1]}, key).status_code == 200, timeout=30)
+    ranked = post(url, "/rank", {"leads": [{"lead_id": lead} for lead in leads[:20]]}, key)
+    assert ranked.status_code == 200 and len(ranked.json()["results"]) == 20, ranked.text
 
 
 def test_postgres_down_gives_a_fast_503_and_scores_again_once_it_is_back(setup, settings: Settings) -> None:  # noqa: ANN001
