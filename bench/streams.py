@@ -4,8 +4,9 @@
   produced to the five topics, then read once by a bare aiokafka consumer that only deserialises nothing and counts
   (the floor), then processed by one real `leadscore stream worker` (a subprocess); events/s = events landed in both
   stores per second of processing, read from the worker's own metrics.
-- the framework's floor: a Faust agent that only takes the same backlog in batches (`take_events`, as the worker
-  does) and counts, with no parsing and no stores: what Faust's own consumer path allows on this machine.
+- the framework's floors: a plain Faust agent that only takes the same backlog in batches (`take_events`: Faust's
+  per-message path, which the worker used before) and counts, and the same with the worker's consumer
+  (`pipelines/streams/consumer.py`: each fetch handed over in one list), both with no parsing and no stores.
 - freshness at each `--rates` (events/s, `max` = as fast as the producer goes): live events for `--seconds`, plus
   a probe every 100 ms: a listing view of a probe lead, timed from its event time until the lead's 1 d listing-view
   count in Redis has changed (read as serving reads it). The baseline is the same probe read back by a bare consumer
@@ -13,6 +14,8 @@
 
 Runs a private stack on free ports, removed at the end. Usage:
     python bench/streams.py [--leads 20000] [--days 7] [--rates 1000 5000 max] [--seconds 20]
+(environment: BENCH_WORKER_ARGS="--batch-size 5000" runs the worker with other options, BENCH_WORKER_PREFIX a
+profiler before it, BENCH_LOGLEVEL its log level, BENCH_WORKER_LOG where its log goes)
 """
 
 from __future__ import annotations
@@ -150,22 +153,58 @@ seen = {"n": 0, "t0": None}
 @app.agent(source)
 async def count(stream):
     async for events in stream.take_events(5000, within=0.1):
-        seen["t0"] = seen["t0"] or time.monotonic()
         seen["n"] += len(events)
+        if seen["t0"] is None:  # counted from the first batch on, as the worker is
+            seen["t0"], seen["n0"] = time.monotonic(), seen["n"]
         if seen["n"] >= expect:
             with open(result, "w") as out:  # Faust turns print() into log lines
-                out.write(str(seen["n"] / (time.monotonic() - seen["t0"])))
+                out.write(str((seen["n"] - seen["n0"]) / (time.monotonic() - seen["t0"])))
             os._exit(0)
 
-Worker(app, loglevel="WARNING", quiet=True).execute_from_commandline()
+worker = Worker(app, loglevel="WARNING", quiet=True)
+worker.spinner = None  # as the worker: the spinner sets the root logger to DEBUG (see pipelines/streams/cli.py)
+worker.execute_from_commandline()
 """
 
 
-def faust_floor(bootstrap: str, expect: int) -> float:
+BATCH_FLOOR = """
+import os, sys, time
+from faust.worker import Worker
+from pipelines.streams.app import DEFAULT_BATCH_SIZE, LeadStreamApp
+from pipelines.streams.consumer import Handoff, take_batch
+expect, bootstrap, topics, result = int(sys.argv[1]), sys.argv[2], sys.argv[3].split(","), sys.argv[4]
+app = LeadStreamApp(f"bench-batch-floor-{os.getpid()}", broker=f"kafka://{bootstrap}", store="memory://",
+                    web_enabled=False, consumer_auto_offset_reset="earliest", topic_disable_leader=True)
+source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+handoff = app.handoff = Handoff(topics, 2 * DEFAULT_BATCH_SIZE)
+app.flow_control.manage_queue(handoff)
+seen = {"n": 0, "t0": None}
+
+@app.agent(source)
+async def count(stream):
+    while True:
+        messages = await take_batch(app, handoff, DEFAULT_BATCH_SIZE, 0.1)
+        for message in messages:
+            app.consumer.ack(message)
+        seen["n"] += len(messages)
+        if seen["t0"] is None:
+            seen["t0"], seen["n0"] = time.monotonic(), seen["n"]
+        if seen["n"] >= expect:
+            with open(result, "w") as out:
+                out.write(str((seen["n"] - seen["n0"]) / (time.monotonic() - seen["t0"])))
+            os._exit(0)
+
+worker = Worker(app, loglevel="WARNING", quiet=True)
+worker.spinner = None
+worker.execute_from_commandline()
+"""
+
+
+def faust_floor(bootstrap: str, expect: int, script: str = FAUST_FLOOR) -> float:
     """Events/s of a Faust agent that only takes the backlog in batches (the framework's own cost)."""
     with tempfile.NamedTemporaryFile(suffix=".txt") as result:
-        done = subprocess.run([sys.executable, "-c", FAUST_FLOOR, str(expect), bootstrap, ",".join(SOURCE_TOPICS),
-                               result.name], capture_output=True, text=True, timeout=600)
+        done = subprocess.run([sys.executable, "-c", script, str(expect), bootstrap, ",".join(SOURCE_TOPICS),
+                               result.name], capture_output=True, text=True, timeout=600, cwd=REPO)
         text = Path(result.name).read_text().strip()
     if not text:
         raise RuntimeError(f"the Faust floor run failed: {(done.stdout + done.stderr)[-500:]}")
@@ -200,16 +239,19 @@ def online_write(settings: Settings, n: int = 1000) -> tuple[float, float]:
     return time.perf_counter() - t0, feast_s
 
 
-def metric(port: int, name: str) -> float:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
-               or line.startswith(name + "{"))
+def metric(port: int, *names: str) -> float | tuple[float, ...]:
+    """The worker's metrics `names` (summed over labels), from one scrape."""
+    lines = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode().splitlines()
+    values = tuple(sum(float(line.split()[-1]) for line in lines if line.startswith((name + " ", name + "{")))
+                   for name in names)
+    return values[0] if len(values) == 1 else values
 
 
 def start_worker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
     level = os.environ.get("BENCH_LOGLEVEL", "warning")
     prefix = os.environ.get("BENCH_WORKER_PREFIX", "").split()  # e.g. a profiler: "py-spy record -o prof.txt --"
-    argv = [*prefix, str(LEADSCORE), "stream", "worker", "--metrics-port", str(port), "--loglevel", level]
+    extra = os.environ.get("BENCH_WORKER_ARGS", "").split()  # e.g. another batch size: "--batch-size 5000"
+    argv = [*prefix, str(LEADSCORE), "stream", "worker", "--metrics-port", str(port), "--loglevel", level, *extra]
     proc = subprocess.Popen(argv,
                             env=env, cwd=REPO, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
     deadline = time.monotonic() + 120
@@ -223,23 +265,31 @@ def start_worker(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
 
 
 def throughput(settings: Settings, env: dict[str, str], events: list, port: int, log: Path) -> tuple:
-    """(worker events/s, bare consumer events/s, Faust floor events/s, the worker process) over one backlog."""
+    """(worker, bare consumer, Faust floor, batch-handoff floor events/s, the worker process) over one backlog.
+
+    The worker's rate runs from its first landed batch to its last (startup and table recovery excluded), both
+    times as the worker recorded them (`..._last_landed_timestamp_seconds`), so polling every 0.5 s costs no
+    precision; each scrape costs the worker a thread and a rendering of every metric, so it is not done more often.
+    """
     asyncio.run(produce(settings.kafka_bootstrap, events))
     bare = len(events) / asyncio.run(bare_read(settings.kafka_bootstrap, len(events)))
     floor = faust_floor(settings.kafka_bootstrap, len(events))
+    batch_floor = faust_floor(settings.kafka_bootstrap, len(events), BATCH_FLOOR)
     proc = start_worker(env, port, log)
     first = None
     while True:
-        landed = metric(port, "leadscore_stream_events_landed_total")
+        landed, at = metric(port, "leadscore_stream_events_landed_total",
+                            "leadscore_stream_last_landed_timestamp_seconds")
         if first is None and landed > 0:
-            first = (time.monotonic(), landed)
+            first = (landed, at)
         if landed >= len(events):
             break
         if proc.poll() is not None:
             raise RuntimeError(f"the worker died; see {log}")
-        time.sleep(0.1)
-    elapsed = time.monotonic() - first[0]
-    return (landed - first[1]) / elapsed, bare, floor, proc
+        time.sleep(0.5)
+    if at <= first[1]:
+        raise RuntimeError("the whole backlog landed in one batch: use more --leads or --days")
+    return (landed - first[0]) / (at - first[1]), bare, floor, batch_floor, proc
 
 
 async def freshness(settings: Settings, events: list, rate: float | None, seconds: float,
@@ -317,6 +367,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     rows: list[tuple[str, float, str, float, str]] = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-streams-") as tmp:
         env = stack_env(Path(tmp) / "state")
         up = subprocess.run([str(LEADSCORE), "infra", "up"], env=env, cwd=REPO, capture_output=True, text=True)
@@ -334,12 +385,14 @@ def main() -> None:
                          "ms"))
             port = free_ports(1)[0]
             log = Path(os.environ.get("BENCH_WORKER_LOG", Path(tmp) / "worker.log"))
-            worker_rate, bare_rate, floor_rate, proc = throughput(settings, env, events, port, log)
+            worker_rate, bare_rate, floor_rate, batch_floor_rate, proc = throughput(settings, env, events, port, log)
             label = f"sustained, backlog of {len(events):,}"
             rows.append((label, worker_rate, "bare aiokafka consumer", bare_rate, "events/s"))
             rows.append((label, worker_rate, "Faust agent, no work", floor_rate, "events/s"))
+            rows.append((label, worker_rate, "batch handoff, no work", batch_floor_rate, "events/s"))
             print(f"throughput: worker {worker_rate:,.0f} events/s, bare consumer {bare_rate:,.0f} events/s, "
-                  f"Faust agent doing nothing {floor_rate:,.0f} events/s", flush=True)
+                  f"Faust agent doing nothing {floor_rate:,.0f} events/s, batch handoff doing nothing "
+                  f"{batch_floor_rate:,.0f} events/s", flush=True)
             for rate_text in args.rates:
                 rate = None if rate_text == "max" else float(rate_text)
                 ours, sent, achieved = asyncio.run(freshness(settings, events, rate, args.seconds, bare=False))
@@ -362,7 +415,8 @@ def main() -> None:
     for name, ours, base_name, base, unit in rows:
         print(f"{name:<44}{ours:>12,.1f}   {base_name:<26}{base:>10,.1f}{ours / base:>8.2f}  {unit}")
     print("goals: >= 10,000 events/s per worker sustained; freshness p99 < 1,000 ms")
-    print(f"cpu cores: {os.cpu_count()}")
+    print(f"cpu cores: {os.cpu_count()}; load average (1, 5, 15 min) before "
+          f"{', '.join(f'{x:.2f}' for x in load_before)}, after {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

@@ -62,8 +62,13 @@ def increments(topic: str, event: LeadEvent) -> dict[str, float]:
     return {}  # CRM status changes do not count as engagement; they become labels
 
 
-def apply_event(state: dict[str, Any], topic: str, event: LeadEvent) -> bool:
-    """Fold one event into the state; False (and no change) if this event id was counted already."""
+def apply_event(state: dict[str, Any], topic: str, event: LeadEvent, prune: bool = True) -> bool:
+    """Fold one event into the state; False (and no change) if this event id was counted already.
+
+    `prune=False` leaves dropping the buckets that fell out of the kept windows to one `prune(state)` call after a
+    batch of events (the stream agent does so): the same final state, since pruning only ever drops buckets the
+    feature row no longer reads, without a pass over every bucket per event.
+    """
     t = event.event_time.timestamp()
     day = str(int(t // 86400))
     seen = state["ids"].setdefault(day, [])
@@ -88,11 +93,13 @@ def apply_event(state: dict[str, Any], topic: str, event: LeadEvent) -> bool:
             state["pending_out"] = None
     state["first"] = t if state["first"] is None else min(state["first"], t)
     state["last"] = t if state["last"] is None else max(state["last"], t)
-    _prune(state)
+    if prune:
+        prune_state(state)
     return True
 
 
-def _prune(state: dict[str, Any]) -> None:
+def prune_state(state: dict[str, Any]) -> None:
+    """Drop the buckets (and their event ids) older than the kept windows, counted back from the latest event."""
     last = state["last"]
     oldest_hour, oldest_day = int(last // 3600) - HOURS_KEPT, int(last // 86400) - DAYS_KEPT
     for key in [k for k in state["h"] if int(k) <= oldest_hour]:
@@ -102,28 +109,37 @@ def _prune(state: dict[str, Any]) -> None:
             del state[name][key]
 
 
+# a row with every count zero, in column order, copied for each row; per family its three columns and their type
+_ZERO_ROW: dict[str, Any] = {f"{family}_{w}": 0.0 if family == "time_on_site_s" else 0
+                             for family in FAMILIES for w in ("1d", "7d", "30d")}
+_ZERO_ROW.update(whatsapp_reply_latency_s_30d=None, first_touch_ts=None, last_event_ts=None, event_timestamp=None)
+_COLUMNS_OF = {family: (f"{family}_1d", f"{family}_7d", f"{family}_30d", float if family == "time_on_site_s" else int)
+               for family in FAMILIES}
+
+
 def feature_row(state: dict[str, Any]) -> dict[str, Any]:
     """The lead_engagement feature row as of the lead's latest event (column names of offline.lead_engagement)."""
     last = state["last"]
     ref_hour, ref_day = int(last // 3600), int(last // 86400)
-    day1: dict[str, float] = dict.fromkeys(FAMILIES, 0)
-    day7, day30 = dict(day1), dict(day1)
+    day1: dict[str, float] = {}
+    day7: dict[str, float] = {}
+    day30: dict[str, float] = {}
     for k, bucket in state["h"].items():
         if ref_hour - 24 < int(k) <= ref_hour:
             for family, n in bucket.items():
-                day1[family] += n
+                day1[family] = day1.get(family, 0) + n
     for k, bucket in state["d"].items():
         age = ref_day - int(k)
         if 0 <= age < 30:
             for family, n in bucket.items():
-                day30[family] += n
+                day30[family] = day30.get(family, 0) + n
                 if age < 7:
-                    day7[family] += n
-    row: dict[str, Any] = {}
-    for family in FAMILIES:
-        cast = float if family == "time_on_site_s" else int
-        row[f"{family}_1d"], row[f"{family}_7d"], row[f"{family}_30d"] = (
-            cast(day1[family]), cast(day7[family]), cast(day30[family]))
+                    day7[family] = day7.get(family, 0) + n
+    row = _ZERO_ROW.copy()
+    for sums, index in ((day1, 0), (day7, 1), (day30, 2)):
+        for family, n in sums.items():
+            columns = _COLUMNS_OF[family]
+            row[columns[index]] = columns[3](n)
     lat = [v for k, v in state["lat"].items() if ref_day - 30 < int(k) <= ref_day]
     n = sum(v[1] for v in lat)
     row["whatsapp_reply_latency_s_30d"] = sum(v[0] for v in lat) / n if n else None

@@ -29,7 +29,7 @@ def topics_command() -> None:
 @stream_app.command("worker")
 def worker_command(
     metrics_port: Annotated[int, typer.Option(help="serve Prometheus metrics on this port (0: any free port)")] = 19108,
-    batch_size: Annotated[int, typer.Option(help="events per batch at most")] = 5000,
+    batch_size: Annotated[int, typer.Option(help="events per batch at most (app.DEFAULT_BATCH_SIZE)")] = 20_000,
     flush_ms: Annotated[int, typer.Option(help="land a partial batch after this many milliseconds")] = 100,
     loglevel: Annotated[str, typer.Option(help="info, warning, ...")] = "info",
 ) -> None:
@@ -47,8 +47,12 @@ def worker_command(
     app = create_app(settings, batch_size=batch_size, flush_s=flush_ms / 1000)
     from faust.worker import Worker
 
+    worker = Worker(app, loglevel=loglevel.upper(), quiet=True)
+    # Faust's progress spinner (on at WARNING and above) sets the root logger to DEBUG so that it spins on every
+    # record: every logger.debug() call in aiokafka and Faust (several per message sent) then builds a LogRecord
+    worker.spinner = None
     try:
-        Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+        worker.execute_from_commandline()
     except SystemExit:
         failure = getattr(app, "failure", None)
         if failure is not None:

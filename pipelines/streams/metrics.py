@@ -12,11 +12,13 @@ ROWS_OUT = Counter("leadscore_stream_rows_out_total", "Rows written, per sink (o
                    ["sink"])
 EVENTS_LANDED = Counter("leadscore_stream_events_landed_total",
                         "Events whose batch has landed in both stores (then the batch may be committed)")
+LAST_LANDED = Gauge("leadscore_stream_last_landed_timestamp_seconds",
+                    "Unix time the last batch landed in both stores (with events landed: exact rates, stalls)")
 DEADLETTERED = Counter("leadscore_stream_deadlettered_total", "Events sent to lead.deadletter, per reason",
                        ["reason"])
 DUPLICATES = Counter("leadscore_stream_duplicates_total", "Events dropped as duplicates of an event id already seen")
 BATCH_SIZE = Histogram("leadscore_stream_batch_size", "Events per processed batch",
-                       buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000))
+                       buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000))
 BATCH_SECONDS = Histogram("leadscore_stream_batch_seconds", "Seconds to process and land one batch",
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
 FRESHNESS = Histogram("leadscore_stream_freshness_seconds", "Event time to the batch landing in both stores",

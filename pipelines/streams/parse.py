@@ -43,7 +43,7 @@ CHECKS = {topic: [(name, frozenset(allowed)) for (t, name), allowed in ALLOWED.i
 def parse(topic: str, key: bytes | None, raw: bytes | None, now: datetime | None = None) -> SimpleNamespace:
     """Bytes of a message on `topic` -> an event with the record's fields as attributes, or BadEvent."""
     try:
-        data = json.loads(raw or b"")
+        data = json.loads((raw or b"").decode())  # a str: json.loads would first guess the encoding of bytes
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEvent("unparseable", f"not JSON ({exc})") from None
     if not isinstance(data, dict):

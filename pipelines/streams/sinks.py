@@ -1,14 +1,13 @@
 """Where a batch of stream results goes: offline rows, online rows, labels and message text, all idempotent.
 
-Called from the agent in a worker thread, once per batch, before the batch's offsets may be committed: if any
-write fails the batch is not acknowledged and is processed again (the writes are upserts keyed by lead and event
-time, or by event id, so a replay rewrites the same rows).
+Called from the agent in worker threads (PostgreSQL and Redis side by side), once per batch, before the batch's
+offsets may be committed: if any write fails the batch is not acknowledged and is processed again (the writes are
+upserts keyed by lead and event time, or by event id, so a replay rewrites the same rows).
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import threading
 import time
 from dataclasses import dataclass, field
@@ -78,14 +77,26 @@ class StoreSink:
         self.online_features = [f.name for f in self.fv.features]
         self.consent = ConsentCache(settings)
         self.consent.refresh()
+        self._types: dict[tuple, list[str]] = {}
 
     def write(self, batch: Batch) -> dict[str, int]:
-        """Write everything in one PostgreSQL transaction, then the online rows; return counts per sink."""
+        """Write everything: the PostgreSQL part, then the online rows; return counts per sink."""
+        return {**self.write_offline(batch), **self.write_online(batch)}
+
+    def write_offline(self, batch: Batch) -> dict[str, int]:
+        """Engagement rows, labels and message text in one PostgreSQL transaction; counts per sink.
+
+        Only this thread uses the PostgreSQL connection, so it may run beside `write_online` (the agent does).
+        """
         now = datetime.now().astimezone()
-        rows = list(batch.rows.items())
         with self.conn.transaction():
-            if rows:
-                self._upsert_engagement(rows, now)
+            if batch.rows:
+                cols = ["lead_id", "event_timestamp", "created_at", *FEATURE_COLUMNS]
+                values = [(lead, row["event_timestamp"], now, *(row[c] for c in FEATURE_COLUMNS))
+                          for lead, row in batch.rows.items()]
+                updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ["created_at", *FEATURE_COLUMNS])
+                self._copy_upsert("offline.lead_engagement", cols, values,
+                                  f"(lead_id, event_timestamp) DO UPDATE SET {updates}")
             if batch.labels:
                 self._copy_upsert("offline.labels", ["dataset", "lead_id", "event_timestamp", "label"],
                                   [(STREAM_DATASET, *lab) for lab in batch.labels],
@@ -97,34 +108,44 @@ class StoreSink:
                             for i, lead, kind, d, at, text in batch.messages]
                 self._copy_upsert("text_store.messages", ["event_id", "lead_id", "kind", "direction", "sent_at",
                                                           "text"], msgs, "(event_id) DO NOTHING")
-        with self.consent.lock:
-            online = [(lead, row["event_timestamp"], now, *(row[f] for f in self.online_features))
-                      for lead, row in rows if lead in self.consent.scoring]
-        written = self.writer.write(online) if online else 0
-        return {"offline": len(rows), "online": written, "labels": len(batch.labels),
-                "messages": len(batch.messages)}
+        return {"offline": len(batch.rows), "labels": len(batch.labels), "messages": len(batch.messages)}
 
-    def _upsert_engagement(self, rows: list[tuple[str, dict]], now: datetime) -> None:
-        cols = ["lead_id", "event_timestamp", "created_at", *FEATURE_COLUMNS]
-        values = [(lead, row["event_timestamp"], now, *(row[c] for c in FEATURE_COLUMNS)) for lead, row in rows]
-        updates = ", ".join(f'"{c}" = EXCLUDED."{c}"' for c in ["created_at", *FEATURE_COLUMNS])
-        self._copy_upsert("offline.lead_engagement", cols, values,
-                          f"(lead_id, event_timestamp) DO UPDATE SET {updates}")
+    def write_online(self, batch: Batch) -> dict[str, int]:
+        """The rows of leads with scoring consent into Redis (Feast's layout); {"online": rows written}."""
+        now = datetime.now().astimezone()
+        features = self.online_features
+        with self.consent.lock:
+            scoring = self.consent.scoring
+            online = [(lead, row["event_timestamp"], now, *(row[f] for f in features))
+                      for lead, row in batch.rows.items() if lead in scoring]
+        return {"online": self.writer.write(online) if online else 0}
 
     def _copy_upsert(self, table: str, cols: list[str], values: list[tuple], conflict: str) -> None:
         stage = "stage_" + table.replace(".", "_")
         self.conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) "
                           "ON COMMIT DELETE ROWS")
         names = ", ".join(f'"{c}"' for c in cols)
-        buf = io.StringIO()
-        for v in values:
-            buf.write("\t".join(_copy_text(x) for x in v))
-            buf.write("\n")
-        with self.conn.cursor().copy(f"COPY {stage} ({names}) FROM STDIN") as copy:
-            copy.write(buf.getvalue())
+        # binary COPY, each value dumped by psycopg's C code as its column's type: about 6x less Python per row
+        # than formatting COPY text here
+        types = self._column_types(table, cols)
+        with self.conn.cursor().copy(f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            write_row = copy.write_row
+            for v in values:
+                write_row(v)
         # several events of one lead at the same second would collide in one INSERT: keep the last per key
         self.conn.execute(f"INSERT INTO {table} ({names}) SELECT DISTINCT ON ({conflict.split(')')[0][1:]}) "
                           f"{names} FROM {stage} ORDER BY {conflict.split(')')[0][1:]} ON CONFLICT {conflict}")
+
+    def _column_types(self, table: str, cols: list[str]) -> list[str]:
+        """The PostgreSQL types of `cols` in `table`, as COPY's binary format needs them (looked up once)."""
+        key = (table, tuple(cols))
+        if key not in self._types:
+            found = dict(self.conn.execute(
+                "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attnum > 0 AND NOT attisdropped", (table,)).fetchall())
+            self._types[key] = [found[c] for c in cols]
+        return self._types[key]
 
     def reconnect(self) -> None:
         import psycopg
@@ -135,18 +156,15 @@ class StoreSink:
             with contextlib.suppress(psycopg.OperationalError):  # still down: the next write fails, the agent retries
                 self.conn = psycopg.connect(self.settings.pg_dsn())
 
+    def reconnect_online(self) -> None:
+        """Drop Redis connections after a failed write (a half-read reply must not be reused)."""
+        client = getattr(self.writer, "client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.connection_pool.disconnect()
+
     def close(self) -> None:
         self.conn.close()
-
-
-def _copy_text(value: Any) -> str:
-    """A value in PostgreSQL's COPY text format."""
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text = str(value)
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05) -> bool:  # noqa: ANN001

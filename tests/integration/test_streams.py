@@ -7,6 +7,8 @@ import json
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -244,6 +246,37 @@ def test_conversions_become_labels_and_text_is_kept_only_with_consent(settings: 
     assert online["searches_1d"] is None, "a lead without scoring consent must not reach the online store"
 
 
+def test_a_second_worker_joining_and_leaving_mid_stream_changes_no_count(settings: Settings, worker,  # noqa: ANN001
+                                                                          stack_env_vars: dict[str, str]) -> None:
+    """Two rebalances while batches are in flight (a worker joins the group, then stops): exact aggregates.
+
+    The partitions move between workers twice, each time with fetched messages waiting for the agent and a batch
+    landing; the worker that gets a partition recovers its table state from the changelog. Both workers stop
+    cleanly (exit code 0) on SIGTERM, promptly.
+    """
+    leads = LEADS[10:20]
+    items = _events(leads, 300, datetime.now(UTC) - timedelta(hours=3))  # 3,000 events
+    counted = lambda: sum(r["listing_views_30d"] for r in _offline_latest(settings, leads).values())  # noqa: E731
+    asyncio.run(_produce(settings.kafka_bootstrap, items[:1500]))
+    assert wait_for(lambda: counted() > 0, 60), _log(stack_env_vars)
+    second = _start_worker(stack_env_vars)  # joins: the first worker's partitions are split between the two
+    try:
+        asyncio.run(_produce(settings.kafka_bootstrap, items[1500:2500] + items[:100]))  # new events and re-sent old
+        time.sleep(3)
+    finally:
+        started = time.monotonic()
+        stop_worker(second)  # leaves: its partitions go back to the first worker
+        stopped_in = time.monotonic() - started
+    asyncio.run(_produce(settings.kafka_bootstrap, items[2500:] + items[1400:1600]))
+    expected = _expected(items)
+    wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 120)
+    assert _diff(expected, _offline_latest(settings, leads)) == [], _log(stack_env_vars)
+    assert second.returncode == 0 and stopped_in < 30, (second.returncode, stopped_in, _log(stack_env_vars))
+    pid_lines = [line for line in (Path(stack_env_vars["LEADSCORE_STATE_DIR"]) / "stream-worker.log").read_text(
+        errors="replace").splitlines() if f"[{second.pid}]" in line]
+    assert any("Worker ready" in line for line in pid_lines), "the second worker never joined the group"
+
+
 def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, worker,  # noqa: ANN001
                                                          stack_env_vars: dict[str, str]) -> None:
     """SIGKILL a real worker mid-stream, restart it, replay part of the stream: the stores end exactly right.
@@ -251,19 +284,31 @@ def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, wor
     Runs last in this module: it kills the module's worker. The embedded broker (noida-db 0.2.3) never evicts a
     consumer killed with SIGKILL from its group, so the broker is restarted cleanly before the new worker joins
     (Apache Kafka would evict it after the session timeout); a clean restart keeps messages and committed offsets.
+    The stream arrives live, 400 events at a time, so the kill finds some batches landed and more events coming,
+    whatever the worker's batch size (sent all at once, 6,400 events could fit in one or two batches of 20,000).
     """
     from infra.process import wait_until
     from infra.servers import Broker
 
     leads = LEADS[24:40]
     items = _events(leads, 400, datetime.now(UTC) - timedelta(hours=5))  # 6,400 events
-    asyncio.run(_produce(settings.kafka_bootstrap, items))
+
+    def produce_live() -> None:
+        for i in range(0, len(items), 400):
+            asyncio.run(_produce(settings.kafka_bootstrap, items[i:i + 400]))
+            time.sleep(0.1)
+
+    producing = threading.Thread(target=produce_live)
+    producing.start()
     counted = lambda: sum(r["listing_views_30d"] for r in _offline_latest(settings, leads).values())  # noqa: E731
     expected = _expected(items)
     total = sum(r["listing_views_30d"] for r in expected.values())
-    assert wait_for(lambda: counted() > 0, 60), _log(worker.args_env)
-    worker.send_signal(signal.SIGKILL)  # mid-stream: some batches landed, later ones not yet
-    worker.wait(timeout=10)
+    try:
+        assert wait_for(lambda: counted() >= total // 4, 60), _log(worker.args_env)
+        worker.send_signal(signal.SIGKILL)  # mid-stream: some batches landed, later ones not yet, more arriving
+        worker.wait(timeout=10)
+    finally:
+        producing.join()
     landed_at_kill = counted()
     broker = Broker(settings)
     broker.stop()

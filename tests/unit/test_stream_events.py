@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("faust")
 
-from pipelines.streams.aggregate import apply_event, feature_row, new_state  # noqa: E402
+from pipelines.streams.aggregate import apply_event, feature_row, new_state, prune_state  # noqa: E402
 from pipelines.streams.parse import BadEvent, parse  # noqa: E402
 from pipelines.streams.records import TOPIC_EMAIL, TOPIC_MESSAGES, TOPIC_WEB, WebEvent  # noqa: E402
 
@@ -98,3 +98,23 @@ def test_reply_latency_runs_from_our_first_unanswered_message_to_the_reply() -> 
     row = feature_row(state)
     assert row["whatsapp_reply_latency_s_30d"] == 1200.0
     assert (row["whatsapp_out_1d"], row["whatsapp_in_1d"]) == (2, 1)
+
+
+def test_pruning_once_after_a_batch_gives_the_state_pruning_after_every_event_gives() -> None:
+    """The agent prunes each lead once per batch; the windows and counts must not change."""
+    import random
+
+    rng = random.Random(7)
+    events = [(TOPIC_WEB, _event(TOPIC_WEB, i, NOW - timedelta(days=rng.uniform(0, 45)), action=rng.choice(
+        ["listing_view", "session", "search"]), duration_s=rng.uniform(1, 300))) for i in range(400)]
+    events += [(TOPIC_EMAIL, _event(TOPIC_EMAIL, 1000 + i, NOW - timedelta(hours=rng.uniform(0, 60)),
+                                    action="opened")) for i in range(100)]
+    rng.shuffle(events)
+    events += events[-50:]  # duplicates
+    each, once = new_state(), new_state()
+    for topic, event in events:
+        apply_event(each, topic, event)
+        apply_event(once, topic, event, prune=False)
+    assert once != each  # not pruned yet
+    prune_state(once)
+    assert once == each and feature_row(once) == feature_row(each)
