@@ -120,7 +120,10 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
     """The stream app for these servers."""
     partitions = int(settings.env.get("LEADSCORE_STREAM_PARTITIONS", "6"))
     app = LeadStreamApp(
-        APP_ID, broker=f"kafka://{settings.kafka_bootstrap}", store="memory://", topic_partitions=partitions,
+        # the consumer group (and the table's changelog topic) are named after the app id; tests that share a
+        # broker give each worker set a group of its own (LEADSCORE_STREAM_GROUP), so no earlier group state is met
+        settings.env.get("LEADSCORE_STREAM_GROUP", APP_ID), broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://", topic_partitions=partitions,
         web_enabled=False, processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
         broker_commit_every=batch_size, broker_commit_interval=1.0, producer_acks=-1,
         table_standby_replicas=0, topic_disable_leader=True,
