@@ -168,14 +168,16 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
     # --- explanations ---
     def _contributions(self, member: str, encoded: Encoded, xgb_matrix=None,  # noqa: ANN001
                        method: str = "shap") -> tuple[np.ndarray, np.ndarray]:
-        if method == "path":
-            return self._path_contributions(member, encoded, xgb_matrix)
+        """(rows x features) contributions and the base per row: tree SHAP, or tree paths (from the leaves)."""
+        xgb_kind, lgb_kind = ("pred_leaf", "pred_leaf") if method == "path" else ("pred_contribs", "pred_contrib")
         if member == "xgboost":
             matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            raw = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(matrix, pred_contribs=True,
-                                                                                    validate_features=False)
+            raw = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(
+                matrix, validate_features=False, **{xgb_kind: True})
         else:
-            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True, **_lgb_threads(encoded))
+            raw = self._models["lightgbm"].predict(encoded.trees, **{lgb_kind: True}, **_lgb_threads(encoded))
+        if method == "path":
+            return self.path_tables(member).contributions(raw)
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
 
@@ -193,16 +195,6 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             else:
                 tables[member] = lightgbm_tables(self._models["lightgbm"], len(self.feature_names))
         return tables[member]
-
-    def _path_contributions(self, member: str, encoded: Encoded, xgb_matrix=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-        tables = self.path_tables(member)
-        if member == "xgboost":
-            matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            leaves = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(matrix, pred_leaf=True,
-                                                                                       validate_features=False)
-        else:
-            leaves = self._models["lightgbm"].predict(encoded.trees, pred_leaf=True, **_lgb_threads(encoded))
-        return tables.contributions(leaves)
 
     def booster_contributions(self, member: str, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """(rows x features) tree-SHAP contributions in log-odds and the base value per row, for one booster."""
@@ -238,7 +230,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
 
             def cell(i: int, j: int) -> object:
                 v = columns[self.feature_names[j]][i]
-                return None if v is None or (isinstance(v, float) and v != v) else _plain(v)
+                return None if _missing(v) else _plain(v)
 
             out["explanations"] = [self._explanation(i, contrib[i], base[i], unattributed[i], cell, top_k, full=False)
                                    for i in range(len(rows))]
@@ -248,8 +240,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             out[f"p_{m}"] = sigmoid(logits[m])
         present = np.zeros(len(rows))
         for values in columns.values():
-            present += np.fromiter((v is not None and not (isinstance(v, float) and v != v) for v in values), bool,
-                                   len(rows))
+            present += np.fromiter((not _missing(v) for v in values), bool, len(rows))
         out["missing"] = len(self.feature_names) - present
         return out
 
@@ -316,6 +307,11 @@ class _Cells:
             self.columns[j] = (values, pd.isna(values))
         values, missing = self.columns[j]
         return None if missing[i] else _plain(values[i])
+
+
+def _missing(value: object) -> bool:
+    """None or NaN: what pandas' isna counts as missing among the plain values a request carries."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _plain(value: object) -> object:
