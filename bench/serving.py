@@ -35,8 +35,10 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
 def floor(settings, leads: list[str], seconds: float) -> dict:  # noqa: ANN001
     """The service's work for /score and /rank without HTTP, in this process."""
     import torch
+    from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as the service sets its process
+    threadpool_limits(1)
     from pipelines.feature_store import feature_store
     from serving.features import OnlineFeatures
     from serving.model import champion_version, load_version
@@ -62,7 +64,7 @@ def floor(settings, leads: list[str], seconds: float) -> dict:  # noqa: ANN001
     for _ in range(5):
         s = time.perf_counter()
         rows, _ = online.read(leads[:1000])
-        model.scorer.score(model.frame([{f: r.get(f) for f in model.features} for r in rows]))
+        model.scorer.score_records(rows, method=None)  # what /rank runs (the service's engine, serving/engine.py)
         lat.append(time.perf_counter() - s)
     out["rank_1000"] = {"seconds": float(np.median(lat)), "leads_per_s": 1000 / float(np.median(lat))}
     return out

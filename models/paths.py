@@ -17,21 +17,34 @@ import numpy as np
 class PathTables:
     """Per-leaf contribution rows for all trees of one booster, and the booster's base margin."""
 
-    def __init__(self, table: np.ndarray, lookup: np.ndarray, base: float) -> None:
+    def __init__(self, table: np.ndarray, lookup: np.ndarray, base: float, values: np.ndarray, bias: float) -> None:
         self.table = table        # (all leaves, features): a leaf's path contributions
         self.lookup = lookup      # (trees, max node id + 1): row of `table` for (tree, leaf id from pred_leaf)
         self.base = base          # bias + sum of the trees' root values
+        self.values = values      # (all leaves,): each leaf's output, as the booster stores it
+        self.bias = bias          # the booster's base margin (XGBoost's base score; 0 for LightGBM)
 
     def contributions(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows x features) contributions and the base per row, from `pred_leaf` output (rows x trees)."""
+        return self.explain(leaves)[:2]
+
+    def margin(self, leaves: np.ndarray) -> np.ndarray:
+        """The booster's raw margin per row: its bias plus the outputs of the leaves in `leaves` (rows x trees)."""
+        leaves = np.asarray(leaves, "int64").reshape(len(leaves), -1)
+        return self.bias + self.values[self.lookup[np.arange(leaves.shape[1]), leaves]].sum(axis=1)
+
+    def explain(self, leaves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contributions, base and the booster's raw margin per row (bias + the leaves' outputs), from one leaf
+        lookup: serving needs no second prediction call for the margin."""
         leaves = np.asarray(leaves, "int64").reshape(len(leaves), -1)
         rows = self.lookup[np.arange(leaves.shape[1]), leaves]
-        return self.table[rows].sum(axis=1), np.full(len(leaves), self.base)
+        margin = self.bias + self.values[rows].sum(axis=1)
+        return self.table[rows].sum(axis=1), np.full(len(leaves), self.base), margin
 
 
-def _tables(trees: list[tuple[int, dict]], n_features: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _tables(trees: list[tuple[int, dict]], n_features: int) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """trees: per tree (root id, {node id: (children or None, feature index, leaf value, hessian weight)})."""
-    rows, keys, roots = [], [], 0.0
+    rows, keys, leaf_values, roots = [], [], [], 0.0
     max_node = max(max(nodes) for _, nodes in trees)
     for t, (root, nodes) in enumerate(trees):
         value: dict[int, float] = {}
@@ -55,6 +68,7 @@ def _tables(trees: list[tuple[int, dict]], n_features: int) -> tuple[np.ndarray,
             if children is None:
                 rows.append(acc)
                 keys.append((t, node))
+                leaf_values.append(value[node])
                 continue
             for c in children:
                 step = acc.copy()
@@ -64,7 +78,7 @@ def _tables(trees: list[tuple[int, dict]], n_features: int) -> tuple[np.ndarray,
     lookup = np.zeros((len(trees), max_node + 1), "int64")
     for i, (t, node) in enumerate(keys):
         lookup[t, node] = i
-    return table, lookup, roots
+    return table, lookup, roots, np.asarray(leaf_values, "float64")
 
 
 def xgboost_tables(booster, feature_names: list[str], probe: np.ndarray) -> PathTables:  # noqa: ANN001
@@ -84,14 +98,14 @@ def xgboost_tables(booster, feature_names: list[str], probe: np.ndarray) -> Path
                 kids = (int(str(yes).split("-")[1]), int(str(no).split("-")[1]))
                 nodes[int(node)] = (kids, index[feat], 0.0, float(cover))
         trees.append((0, nodes))
-    table, lookup, roots = _tables(trees, len(feature_names))
+    table, lookup, roots, values = _tables(trees, len(feature_names))
     matrix = xgb.DMatrix(probe, feature_names=booster.feature_names, feature_types=booster.feature_types,
                          enable_categorical=True)
     leaves = booster.predict(matrix, pred_leaf=True).reshape(len(probe), -1)
     margin = booster.predict(matrix, output_margin=True)
     leaf_sum = np.array([sum(trees[t][1][int(n)][2] for t, n in enumerate(row)) for row in leaves])
     bias = float(np.median(margin - leaf_sum))  # XGBoost's base score as a margin: the same for every row
-    return PathTables(table, lookup, bias + roots)
+    return PathTables(table, lookup, bias + roots, values, bias)
 
 
 def lightgbm_tables(booster, n_features: int) -> PathTables:  # noqa: ANN001
@@ -102,8 +116,8 @@ def lightgbm_tables(booster, n_features: int) -> PathTables:  # noqa: ANN001
         nodes: dict = {}
         root = _lgb_nodes(info["tree_structure"], nodes, info["num_leaves"])
         trees.append((root, nodes))
-    table, lookup, roots = _tables(trees, n_features)
-    return PathTables(table, lookup, roots)
+    table, lookup, roots, values = _tables(trees, n_features)
+    return PathTables(table, lookup, roots, values, 0.0)
 
 
 def _lgb_nodes(node: dict, nodes: dict, num_leaves: int) -> int:

@@ -143,6 +143,7 @@ def cardinalities(schema: FeatureSchema) -> list[int]:
 
 # --- the fast path: arrays encoded without building pandas frames (serving; same values as the functions above) ---
 _PLAIN_NUMBERS = frozenset({float, int, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
+_PLAIN_VALUES = frozenset({str, float, int, bool, type(None)})  # what a JSON request carries
 
 
 def _small_ints(values: np.ndarray) -> bool:
@@ -200,28 +201,50 @@ class Encoder:
                     return values.astype("float64")  # float(v) each; None -> NaN; bools -> 0/1
         return numeric(col)
 
-    def encode_records(self, rows: Sequence[Mapping]) -> tuple[Encoded, dict[str, np.ndarray]]:
-        """`encode` for a list of {feature: value} dicts (a missing key is a missing value), with no pandas frame;
-        also returns each feature's values as an object array (what explanations show)."""
-        n = len(rows)
-        trees = np.empty((n, len(self.features)), "float64")
+    def encode_records(self, rows: Sequence[Mapping]) -> tuple[Encoded, list[list], np.ndarray]:
+        """`encode` for a list of {feature: value} dicts (a missing key is a missing value), with no pandas frame.
+
+        Also returns the values as rows in feature order (what explanations show) and the count of missing values
+        (None or NaN) per row. Columns of plain numbers convert in one block; other columns take `encode`'s per-column
+        rules."""
+        n, names = len(rows), self.features
+        grid = [[r.get(f) for f in names] for r in rows]
+        columns = list(zip(*grid, strict=True)) if n else [()] * len(names)
+        trees = np.empty((n, len(names)), "float64")
         codes = np.empty((n, len(self.code_column)), "int64")
-        columns: dict[str, np.ndarray] = {}
-        for j, name in enumerate(self.features):
+        missing = np.zeros(n, "int64")
+        numeric_at = [j for j, name in enumerate(names) if name not in self.lookup]
+        kinds = {type(v) for j in numeric_at for v in columns[j]}
+        if kinds <= _PLAIN_NUMBERS and (int not in kinds or all(_small_ints(columns[j]) for j in numeric_at)):
+            if numeric_at and n:
+                block = np.array([columns[j] for j in numeric_at], dtype="float64").T  # None -> NaN; bools -> 0/1
+                trees[:, numeric_at] = block
+                missing += np.isnan(block).sum(axis=1)
+            numeric_at = []
+        for j in numeric_at:  # a column holding text or other kinds: the reference conversion
             values = np.empty(n, dtype=object)
-            values[:] = [r.get(name) for r in rows]
-            columns[name] = values
+            values[:] = columns[j]
+            trees[:, j] = numeric(pd.Series(values, dtype=object))
+            missing += pd.isna(values)
+        for j, name in enumerate(names):
             if name in self.lookup:
-                c = self.codes(values, name)
+                c, absent = self._codes(columns[j], name)
                 codes[:, self.code_column[name]] = c
                 trees[:, j] = np.where(c < 0, np.nan, c)
-            else:
-                kinds = set(map(type, values))
-                if kinds <= _PLAIN_NUMBERS and (int not in kinds or _small_ints(values)):
-                    trees[:, j] = values.astype("float64")
-                else:
-                    trees[:, j] = numeric(pd.Series(values, dtype=object))
-        return Encoded(self, trees, codes), columns
+                missing += absent
+        return Encoded(self, trees, codes), grid, missing
+
+    def _codes(self, values: Sequence, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """`codes` for a column of plain values, and which of them are missing."""
+        if not {type(v) for v in values} <= _PLAIN_VALUES:
+            column = np.empty(len(values), dtype=object)
+            column[:] = values
+            return self.codes(column, name), pd.isna(column)
+        lookup = self.lookup[name]
+        absent = [v is None or (type(v) is float and v != v) for v in values]
+        out = [-1 if a else lookup.get(v if type(v) is str else str(v), -1)
+               for v, a in zip(values, absent, strict=True)]
+        return np.asarray(out, "int64").reshape(len(values)), np.asarray(absent, bool).reshape(len(values))
 
     def codes(self, col: pd.Series | np.ndarray, name: str) -> np.ndarray:
         """Category codes (-1 missing or unseen) as `pd.Categorical(_as_text(col), categories=...)` gives them."""
@@ -237,6 +260,10 @@ class Encoded:
 
     def __init__(self, encoder: Encoder, trees: np.ndarray, codes: np.ndarray) -> None:
         self.encoder, self.trees, self.codes = encoder, trees, codes
+
+    def rows(self, index: slice) -> Encoded:
+        """The same encoding for a slice of the rows."""
+        return Encoded(self.encoder, self.trees[index], self.codes[index])
 
     def mlp(self) -> tuple[np.ndarray, np.ndarray]:
         """What `mlp_arrays` returns: standardised numerics after median imputation, missing flags; codes + 1."""

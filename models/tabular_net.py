@@ -69,3 +69,74 @@ def predict_logits(net: TabularNet, x_num, x_cat, batch: int = 65536):  # noqa: 
             xc = torch.from_numpy(x_cat[start:start + batch])
             out.append(net(xn, xc).numpy())
     return np.concatenate(out) if out else np.zeros(0, "float32")
+
+
+class NumpyNet:
+    """The network's eval-mode function in numpy (float32, as torch runs it): what `predict_logits` computes, to
+    float32 rounding (the layers are folded in float64 first).
+
+    Batch norms are folded into the linear layers before them and each embedding table into the first layer
+    (a lookup of its rows' first-layer inputs), so one lead costs a gather and a few small matrix products instead of
+    torch's per-module dispatch (about 40 us against 270 us for 8 leads on this machine's CPU)."""
+
+    def __init__(self, net: TabularNet) -> None:
+        import numpy as np
+
+        if net.training:
+            net.eval()
+        layers: list[list] = []  # [weight, bias, relu after]
+        with torch.no_grad():
+            for module in net.mlp:
+                if isinstance(module, nn.Linear):
+                    layers.append([module.weight.double().numpy().copy(), module.bias.double().numpy().copy(), False])
+                elif isinstance(module, nn.BatchNorm1d):
+                    scale = (module.weight / torch.sqrt(module.running_var + module.eps)).double().numpy()
+                    w, b, _ = layers[-1]
+                    layers[-1][0] = w * scale[:, None]
+                    layers[-1][1] = (b - module.running_mean.double().numpy()) * scale + module.bias.double().numpy()
+                elif isinstance(module, nn.ReLU):
+                    layers[-1][2] = True
+                elif not isinstance(module, nn.Dropout):
+                    raise TypeError(f"NumpyNet cannot run a {type(module).__name__} layer")
+            self.keep = net.keep.numpy().copy()
+            self.mono = net.mono.numpy().copy()
+            first, n_keep = layers[0][0], len(self.keep)
+            tables, offsets, col = [], [], n_keep
+            for emb in net.embeddings:
+                table = emb.weight.double().numpy()
+                tables.append(table @ first[:, col:col + table.shape[1]].T)  # (levels, first layer width)
+                offsets.append(sum(len(t) for t in tables[:-1]))
+                col += table.shape[1]
+            f32 = np.float32
+            self.first_num = first[:, :n_keep].T.astype(f32)
+            self.first_cat = (np.vstack(tables) if tables else np.zeros((0, first.shape[0]))).astype(f32)
+            self.offsets = np.asarray(offsets, "int64")
+            self.layers = [(w.T.astype(f32), b.astype(f32), relu) for w, b, relu in layers]
+            softplus = nn.functional.softplus
+            self.mono_slope = (softplus(net.mono_slope) * 2).numpy().astype(f32)
+            self.mono_center = net.mono_center.numpy().astype(f32)
+            self.mono_height = softplus(net.mono_height).numpy().astype(f32)
+            self.mono_linear = softplus(net.mono_linear).numpy().astype(f32)
+
+    def __call__(self, x_num, x_cat):  # noqa: ANN001, ANN204 - numpy arrays in, float64 logits out
+        import numpy as np
+
+        x = np.asarray(x_num, "float32")
+        h = x[:, self.keep] @ self.first_num
+        if len(self.offsets) and len(x) < 64:  # one gather for a few rows
+            h += self.first_cat[x_cat + self.offsets].sum(axis=1)
+        else:  # a column at a time: no (rows x columns x width) temporary
+            for i, offset in enumerate(self.offsets.tolist()):
+                h += self.first_cat[x_cat[:, i] + offset]
+        for k, (w, b, relu) in enumerate(self.layers):
+            if k:
+                h = h @ w
+            h += b
+            if relu:
+                np.maximum(h, 0.0, out=h)
+        out = h[:, 0]
+        if len(self.mono):
+            m = x[:, self.mono]
+            steps = 0.5 + 0.5 * np.tanh(0.5 * self.mono_slope * (m[:, :, None] - self.mono_center))  # sigmoid
+            out = out + (steps * self.mono_height).sum(axis=(1, 2)) + m @ self.mono_linear
+        return out.astype("float64")

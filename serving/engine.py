@@ -130,11 +130,8 @@ class Engine:
                 self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
                                {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
                                 "reason": "no scoring consent"})
-            else:
-                merged = {f: row.get(f) for f in served.model.features}
-                if it.inline:
-                    merged.update(it.inline)
-                out_rows.append(merged)
+            else:  # the stored row as read (the model takes its features by name), inline values over it
+                out_rows.append({**row, **it.inline} if it.inline else row)
                 outcomes.append(None)
         return out_rows, outcomes
 

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import bentoml
@@ -22,6 +23,7 @@ from serving.middleware import ApiGuard
 from serving.schemas import RankRequest, RankResponse, ReloadResponse, ScoreRequest, ScoreResponse
 
 log = logging.getLogger("leadscore.serving")
+Reply = tuple[int, dict, dict[str, str]]  # HTTP status, JSON body, extra headers
 WORKERS = int(os.environ.get("LEADSCORE_SERVING_WORKERS", "1"))  # processes; each loads the model
 ACCESS_LOG = os.environ.get("LEADSCORE_ACCESS_LOG", "0") == "1"
 # OpenTelemetry spans for /score and /rank cost more than their model work on this path, so they are off unless
@@ -44,6 +46,9 @@ class LeadScorer:
         import torch
 
         torch.set_num_threads(1)  # one model thread per worker: OpenMP spinning across workers costs more
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)  # numpy's BLAS too: its spinning threads took the cores the boosters' threads need
         from serving.batcher import MicroBatcher
         from serving.engine import Engine
 
@@ -53,74 +58,72 @@ class LeadScorer:
         # concurrency 8 and 32, docs/serving.md); LEADSCORE_SCORE_INLINE=0 moves them to the model thread
         inline = os.environ.get("LEADSCORE_SCORE_INLINE", "1") == "1"
         self.batcher = MicroBatcher(self._score_batch, None if inline else self.executor)
+        if os.environ.get("LEADSCORE_FAST_HTTP", "1") == "1":
+            from serving.middleware import serve_fast
+
+            serve_fast(self)
 
     def _score_batch(self, batch: list) -> list:
         return self.engine.score_batch([b[0] for b in batch], [b[1] for b in batch], [b[2] for b in batch])
 
-    # --- helpers ---
-    def _reply(self, ctx: bentoml.Context, endpoint: str, status: int, body: dict, started: float,
-               headers: dict[str, str] | None = None):  # noqa: ANN202 - starlette JSONResponse
-        from starlette.responses import JSONResponse
-
+    # --- the request handlers, shared by the fast path (serving.middleware) and the BentoML endpoints ---
+    def _done(self, endpoint: str, status: int, body: dict, started: float,
+              headers: dict[str, str] | None = None) -> Reply:
         from serving.metrics import metrics
 
-        ctx.response.status_code = status
         m = metrics()
         m.latency.labels(endpoint).observe(time.perf_counter() - started)
         if status >= 400:
             m.errors.labels(endpoint, str(status)).inc()
-        return JSONResponse(body, status_code=status, headers=headers)
+        return status, body, headers or {}
 
-    async def _authorize(self, ctx: bentoml.Context, endpoint: str, started: float):  # noqa: ANN202
-        """(ApiKey, None) when the key is valid and within its rate, else (None, the error response)."""
+    async def _authorize(self, headers: Mapping[str, str], endpoint: str, started: float):  # noqa: ANN202
+        """(ApiKey, None) when the key is valid and within its rate, else (None, the error reply)."""
         from serving.db import Unavailable
 
-        headers = ctx.request.headers
         token = headers.get("x-api-key") or ""
         auth = headers.get("authorization") or ""
         if not token and auth.lower().startswith("bearer "):
             token = auth[7:].strip()
         if not token:
-            return None, self._reply(ctx, endpoint, 401, {"error": "missing API key", "reason": "send "
-                                     "'Authorization: Bearer <key>' (create one: leadscore serve keys create)"},
-                                     started, {"WWW-Authenticate": "Bearer"})
+            return None, self._done(endpoint, 401, {"error": "missing API key", "reason": "send 'Authorization: "
+                                    "Bearer <key>' (create one: leadscore serve keys create)"},
+                                    started, {"WWW-Authenticate": "Bearer"})
         known, key = self.engine.keys.cached(token)  # the usual case: no thread hop, no query
         if not known:
             try:
                 key = await asyncio.get_running_loop().run_in_executor(None, self.engine.keys.verify, token)
             except Unavailable as exc:
-                return None, self._unavailable(ctx, endpoint, exc, started)
+                return None, self._unavailable(endpoint, exc, started)
         if key is None:
-            return None, self._reply(ctx, endpoint, 401, {"error": "invalid API key",
-                                                          "reason": "unknown, malformed or revoked key"},
-                                     started, {"WWW-Authenticate": "Bearer"})
+            return None, self._done(endpoint, 401, {"error": "invalid API key",
+                                                    "reason": "unknown, malformed or revoked key"},
+                                    started, {"WWW-Authenticate": "Bearer"})
         wait = self.engine.limiter.allow(key)
         if wait > 0:
-            return None, self._reply(ctx, endpoint, 429, {"error": "rate limit exceeded", "reason":
-                                     f"key {key.key_id} allows {key.rate_per_s:g} requests/s"}, started,
-                                     {"Retry-After": str(max(1, round(wait)))})
+            return None, self._done(endpoint, 429, {"error": "rate limit exceeded", "reason":
+                                    f"key {key.key_id} allows {key.rate_per_s:g} requests/s"}, started,
+                                    {"Retry-After": str(max(1, round(wait)))})
         return key, None
 
-    def _unavailable(self, ctx: bentoml.Context, endpoint: str, exc: Exception, started: float):  # noqa: ANN202
+    def _unavailable(self, endpoint: str, exc: Exception, started: float) -> Reply:
         dependency = getattr(exc, "dependency", "dependency")
-        return self._reply(ctx, endpoint, 503, {"error": f"{dependency} unavailable", "dependency": dependency,
-                                                "reason": str(exc)}, started, {"Retry-After": "1"})
+        return self._done(endpoint, 503, {"error": f"{dependency} unavailable", "dependency": dependency,
+                                          "reason": str(exc)}, started, {"Retry-After": "1"})
 
-    def _invalid(self, ctx: bentoml.Context, endpoint: str, exc: Exception, started: float):  # noqa: ANN202
+    def _invalid(self, endpoint: str, exc: Exception, started: float) -> Reply:
         """422 naming each bad inline field and why (the first 100)."""
         errors = [{"field": f, "reason": r} for f, r in exc.errors[:100]]
-        return self._reply(ctx, endpoint, 422, {"error": "invalid request", "errors": errors}, started)
+        return self._done(endpoint, 422, {"error": "invalid request", "errors": errors}, started)
 
-    # --- endpoints ---
-    @bentoml.api(route="/score")
-    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
+    async def handle_score(self, request: ScoreRequest, headers: Mapping[str, str]) -> Reply:
         """Score one lead: online features plus inline overrides, calibrated score, tier and explanation."""
         from serving.db import Unavailable
         from serving.engine import Item
         from serving.features import FeatureError
 
         started = time.perf_counter()
-        key, denied = await self._authorize(ctx, "score", started)
+        key, denied = await self._authorize(headers, "score", started)
         if denied is not None:
             return denied
         item = Item(request.lead_id, request.features, request.messages, key)
@@ -128,20 +131,19 @@ class LeadScorer:
             self.engine.check_inline([item], indexed=False)
             status, body = await self.batcher.submit((item, request.top_k, request.explain))
         except FeatureError as exc:
-            return self._invalid(ctx, "score", exc, started)
+            return self._invalid("score", exc, started)
         except Unavailable as exc:
-            return self._unavailable(ctx, "score", exc, started)
-        return self._reply(ctx, "score", status, body, started)
+            return self._unavailable("score", exc, started)
+        return self._done("score", status, body, started)
 
-    @bentoml.api(route="/rank")
-    async def rank(self, request: RankRequest, /, ctx: bentoml.Context) -> RankResponse:
+    async def handle_rank(self, request: RankRequest, headers: Mapping[str, str]) -> Reply:
         """Rank up to 10,000 leads best first, in one model call, re-ranked by message text when fitted."""
         from serving.db import Unavailable
         from serving.engine import Item
         from serving.features import FeatureError
 
         started = time.perf_counter()
-        key, denied = await self._authorize(ctx, "rank", started)
+        key, denied = await self._authorize(headers, "rank", started)
         if denied is not None:
             return denied
         request_id = uuid.uuid4().hex[:16]  # one call, one request id for all its leads
@@ -151,31 +153,54 @@ class LeadScorer:
             body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,
                                                                     request.rerank, request.limit)
         except FeatureError as exc:
-            return self._invalid(ctx, "rank", exc, started)
+            return self._invalid("rank", exc, started)
         except Unavailable as exc:
-            return self._unavailable(ctx, "rank", exc, started)
-        return self._reply(ctx, "rank", 200, body, started)
+            return self._unavailable("rank", exc, started)
+        return self._done("rank", 200, body, started)
+
+    @staticmethod
+    def _respond(ctx: bentoml.Context, reply: Reply):  # noqa: ANN205 - starlette JSONResponse
+        from starlette.responses import JSONResponse
+
+        status, body, headers = reply
+        ctx.response.status_code = status
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    # --- endpoints (the fast path answers /score and /rank before BentoML's routing; these serve the OpenAPI
+    # page, and the requests themselves when LEADSCORE_FAST_HTTP=0) ---
+    @bentoml.api(route="/score")
+    async def score(self, request: ScoreRequest, /, ctx: bentoml.Context) -> ScoreResponse:
+        """Score one lead: online features plus inline overrides, calibrated score, tier and explanation."""
+        return self._respond(ctx, await self.handle_score(request, ctx.request.headers))
+
+    @bentoml.api(route="/rank")
+    async def rank(self, request: RankRequest, /, ctx: bentoml.Context) -> RankResponse:
+        """Rank up to 10,000 leads best first, in one model call, re-ranked by message text when fitted."""
+        return self._respond(ctx, await self.handle_rank(request, ctx.request.headers))
 
     @bentoml.api(route="/admin/reload")
     async def reload(self, ctx: bentoml.Context) -> ReloadResponse:
         """Check the registry now and load the version @champion points to (an admin-tenant key is required)."""
+        return self._respond(ctx, await self.handle_reload(ctx.request.headers))
+
+    async def handle_reload(self, headers: Mapping[str, str]) -> Reply:
         started = time.perf_counter()
-        key, denied = await self._authorize(ctx, "reload", started)
+        key, denied = await self._authorize(headers, "reload", started)
         if denied is not None:
             return denied
         if key.tenant != "admin":
-            return self._reply(ctx, "reload", 403, {"error": "forbidden",
-                                                    "reason": "reload needs a key of tenant 'admin'"}, started)
+            return self._done("reload", 403, {"error": "forbidden", "reason": "reload needs a key of tenant 'admin'"},
+                              started)
         loop = asyncio.get_running_loop()
         try:
             changed = await loop.run_in_executor(self.executor, self.engine.watcher.refresh)
         except Exception as exc:  # noqa: BLE001 - the old model keeps serving; say why
-            return self._reply(ctx, "reload", 503, {"error": "reload failed", "dependency": "mlflow",
-                                                    "reason": f"{type(exc).__name__}: {exc}"}, started)
+            return self._done("reload", 503, {"error": "reload failed", "dependency": "mlflow",
+                                              "reason": f"{type(exc).__name__}: {exc}"}, started)
         await loop.run_in_executor(self.executor, self.engine.reranker.refresh, None)
         served = self.engine.served
-        return self._reply(ctx, "reload", 200, {"model_version": served.model.version if served else None,
-                                                "changed": changed}, started)
+        return self._done("reload", 200, {"model_version": served.model.version if served else None,
+                                          "changed": changed}, started)
 
     def __is_ready__(self) -> bool:
         checks = self.engine.readiness()

@@ -73,7 +73,10 @@ def test_score_returns_the_calibrated_score_tier_members_and_an_explanation(url:
         assert {m["name"]: m["weight"] for m in body["members"]} == pytest.approx(scorer.weights)
         assert body["explanation"].startswith(f"Tier {body['tier']} (score {body['score']:.2f})")
         # the same lead in-process: same score, same contributions, and they add up to the stacked log-odds
-        assert body["score"] == pytest.approx(float(scorer.score(frame)["score"].iloc[0]), rel=1e-9)
+        served = scorer.score_records([{f: row[f] for f in scorer.feature_names}], method=None)["score"][0]
+        assert body["score"] == pytest.approx(float(served), rel=1e-12)
+        # the members' own predict calls (pyfunc's path) agree to float32 rounding
+        assert body["score"] == pytest.approx(float(scorer.score(frame)["score"].iloc[0]), abs=1e-6)
         exp = scorer.explain(frame, top_k=20, method=method)[0]
         assert [c["feature"] for c in body["top_positive"]] == [f for f, _, _ in exp["top_positive"]]
         assert [c["contribution"] for c in body["top_negative"]] == pytest.approx([c for _, _, c in
@@ -247,6 +250,34 @@ def test_no_stack_trace_ever_reaches_a_client(url: str, keys) -> None:  # noqa: 
         r = httpx.post(f"{url}{path}", content=raw, headers=headers)
         assert 400 <= r.status_code < 500 and "Traceback" not in r.text, r.text
         assert json.loads(r.text)["errors"], r.text
+
+
+def test_the_fast_path_answers_as_bentomls_own_request_path(url: str, keys, leads, stack_env_vars,  # noqa: ANN001
+                                                             tmp_path) -> None:  # noqa: ANN001
+    """/score and /rank are answered before BentoML's routing (serving/middleware.py); with LEADSCORE_FAST_HTTP=0
+    BentoML's endpoints answer. Both must give the same status and body for good and bad requests alike."""
+    from tests.conftest import free_ports
+
+    requests = [("/score", {"lead_id": leads[1]}), ("/score", {"lead_id": leads[2], "explain": "shap", "top_k": 5}),
+                ("/score", {"lead_id": NEW_LEAD, "features": {"total_visits": 3, "lead_origin": "API"}}),
+                ("/score", {"lead_id": "it-no-such-lead"}), ("/score", {"lead_id": "x", "colour": "red"}),
+                ("/score", {"lead_id": 42}), ("/score", [1, 2]), ("/score", {"lead_id": "x", "top_k": 0}),
+                ("/score", {"lead_id": "x", "features": {"total_visits": "many"}}),
+                ("/rank", {"leads": [{"lead_id": x} for x in leads[:50]] + [{"lead_id": "it-no-such-lead"}]}),
+                ("/rank", {"leads": []}), ("/rank", {"leads": [{"lead_id": "a b"}], "limit": 0})]
+    env = {**stack_env_vars, "LEADSCORE_FAST_HTTP": "0"}
+    with serving(env, free_ports(1)[0], tmp_path / "serve.log") as plain:
+        for path, body in requests:
+            fast, slow = post(url, path, body, keys["main"]), post(plain, path, body, keys["main"])
+            assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), (path, body)
+        headers = {"Authorization": f"Bearer {keys['main']}", "Content-Type": "application/json"}
+        fast, slow = (httpx.post(f"{u}/score", content=b'{"lead_id": ', headers=headers) for u in (url, plain))
+        assert fast.status_code == slow.status_code == 400 and fast.json()["error"] == slow.json()["error"]
+        for key in (None, keys["main"] + "x"):  # the access rules are the same code on both paths
+            fast, slow = post(url, "/score", {"lead_id": leads[1]}, key), post(plain, "/score", {"lead_id": leads[1]},
+                                                                                 key)
+            assert (fast.status_code, fast.json(), fast.headers["www-authenticate"]) == \
+                (slow.status_code, slow.json(), slow.headers["www-authenticate"])
 
 
 def test_infra_up_starts_the_service_once_a_champion_exists(stack_env_vars: dict[str, str], champion: str) -> None:

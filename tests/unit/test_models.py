@@ -226,6 +226,11 @@ def test_the_encoder_gives_what_tree_frame_and_mlp_arrays_give(tmp_path: Path) -
         np.testing.assert_array_equal(x_num, ref_num)
         np.testing.assert_array_equal(x_cat, ref_cat)
         assert x_num.dtype == ref_num.dtype and x_cat.dtype == ref_cat.dtype
+        by_records, grid, missing = encoder.encode_records(frame.to_dict("records"))  # serving's input
+        np.testing.assert_array_equal(by_records.trees, expected)
+        np.testing.assert_array_equal(by_records.codes, encoded.codes)
+        np.testing.assert_array_equal(missing, frame.isna().sum(axis=1).to_numpy())
+        assert len(grid) == len(frame)
     with pytest.raises(ValueError, match="lacks feature column"):
         encoder.encode(train.drop(columns=["x"]))
 
@@ -265,7 +270,7 @@ def test_serving_scores_with_one_score_and_explain_call(small_model) -> None:  #
             return getattr(self.inner, name)
 
     older = LoadedModel("m", "1", Older(ensemble))
-    assert fast == older.score(records, explain="shap", top_k=3)
+    assert_same_served(fast, older.score(records, explain="shap", top_k=3))
     assert all(r["top_positive"] or r["top_negative"] for r in fast)
     assert fast[2]["missing_features"] == 1 and fast[0]["explained_by"] == "shap"
     # an older version cannot explain by paths: it says it used SHAP
@@ -273,6 +278,52 @@ def test_serving_scores_with_one_score_and_explain_call(small_model) -> None:  #
     by_path = LoadedModel("m", "1", ensemble).score(records, explain=True, top_k=3)
     assert [r["score"] for r in by_path] == [r["score"] for r in fast]
     assert {r["explained_by"] for r in by_path} == {"path"}
+
+
+def assert_same_served(fast: list[dict], frame: list[dict], atol: float = 1e-6) -> None:
+    """Serving's array path (leaf-sum margins, numpy MLP) against the frame path: equal up to float32 rounding."""
+    assert len(fast) == len(frame)
+    for a, b in zip(fast, frame, strict=True):
+        assert set(a) == set(b)
+        for key, value in a.items():
+            if isinstance(value, float):
+                assert value == pytest.approx(b[key], rel=0, abs=atol), key
+            elif key == "members":
+                assert [m["name"] for m in value] == [m["name"] for m in b[key]]
+                np.testing.assert_allclose([m["probability"] for m in value], [m["probability"] for m in b[key]],
+                                           rtol=0, atol=atol)
+            elif key in ("top_positive", "top_negative"):
+                assert [(c["feature"], c["value"]) for c in value] == [(c["feature"], c["value"]) for c in b[key]]
+                np.testing.assert_allclose([c["contribution"] for c in value], [c["contribution"] for c in b[key]],
+                                           rtol=0, atol=atol)
+            elif key != "explanation":  # the sentence rounds the score; tier, counts and method are exact
+                assert value == b[key], key
+
+
+def test_serving_margins_and_network_agree_with_the_members_own_predictions(small_model) -> None:  # noqa: ANN001
+    from models.tabular_net import NumpyNet, predict_logits
+
+    ensemble = small_model.ensemble
+    rows = small_model.split.test.head(300).copy()
+    rows.loc[rows.index[:30], "visits"] = None
+    rows.loc[rows.index[20:50], "channel"] = "never seen"
+    encoded = ensemble.encode(rows)
+    logits = ensemble._logits(encoded)
+    for member in ("xgboost", "lightgbm"):  # a booster's margin is its bias plus its leaves' outputs
+        margin = ensemble.path_tables(member).margin(ensemble._leaves(member, encoded))
+        np.testing.assert_allclose(margin, logits[member], rtol=0, atol=1e-5)
+    net = ensemble._models["mlp"]
+    x_num, x_cat = encoded.mlp()
+    np.testing.assert_allclose(NumpyNet(net)(x_num, x_cat), predict_logits(net, x_num, x_cat), rtol=0, atol=1e-5)
+    rng = np.random.default_rng(3)  # far outside the training range too, and every category level
+    wild = (rng.normal(size=x_num.shape) * 5).astype("float32")
+    codes = np.column_stack([rng.integers(0, len(e.weight), len(x_num)) for e in net.embeddings]).reshape(x_cat.shape)
+    np.testing.assert_allclose(NumpyNet(net)(wild, codes), predict_logits(net, wild, codes), rtol=1e-5, atol=1e-4)
+    records = rows[ensemble.feature_names].to_dict("records")
+    served = ensemble.score_records(records, method=None)
+    scored = ensemble.score(rows[ensemble.feature_names])
+    np.testing.assert_allclose(served["score"], scored["score"].to_numpy(), rtol=0, atol=1e-6)
+    assert not np.array_equal(served["score"], scored["score"].to_numpy())  # two computations, not one
 
 
 def test_path_attributions_add_up_to_each_boosters_margin(small_model) -> None:  # noqa: ANN001
@@ -307,13 +358,22 @@ def test_score_records_gives_what_the_frame_path_gives(small_model) -> None:  # 
     frame.loc[frame.index[:5], "visits"] = None
     frame.loc[frame.index[3:9], "channel"] = None
     records = frame.to_dict("records")
-    for method in ("shap", "path"):
+    scores = []
+    for method in ("shap", "path", None):
         out = ensemble.score_records(records, top_k=4, method=method)
-        scored, explained = ensemble.score_and_explain(frame, top_k=4, method=method)
-        np.testing.assert_allclose(out["score"], scored["score"].to_numpy(), rtol=0, atol=1e-12)
+        scores.append(out["score"])
+        scored, explained = ensemble.score_and_explain(frame, top_k=4, method=method or "path")
+        # leaf-sum margins and the numpy network: float32 rounding from the members' own predict calls
+        np.testing.assert_allclose(out["score"], scored["score"].to_numpy(), rtol=0, atol=1e-6)
         for m in ensemble.members:
-            np.testing.assert_allclose(out[f"p_{m}"], scored[f"p_{m}"].to_numpy(), rtol=0, atol=1e-12)
+            np.testing.assert_allclose(out[f"p_{m}"], scored[f"p_{m}"].to_numpy(), rtol=0, atol=1e-6)
         np.testing.assert_array_equal(out["missing"], frame.isna().sum(axis=1).to_numpy())
+        if method is None:
+            assert "explanations" not in out
+            continue
         for a, b in zip(out["explanations"], explained, strict=True):
-            assert a == {k: v for k, v in b.items() if k != "contributions"}
-    assert "explanations" not in ensemble.score_records(records, method=None)
+            for side in ("top_positive", "top_negative"):  # the same features and values, the same contributions
+                assert a[side] == b[side]
+            for key in ("base_value", "unattributed", "logit"):
+                assert a[key] == pytest.approx(b[key], rel=0, abs=1e-6), key
+    assert all(np.array_equal(scores[0], s) for s in scores)  # one score per lead, whatever explains it
