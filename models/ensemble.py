@@ -177,7 +177,10 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
     def tier(self, scores: np.ndarray) -> list[str]:
         """A/B/C/D by the cut-offs taken from the validation score distribution."""
         cuts = sorted(self.tier_thresholds.items(), key=lambda kv: -kv[1])
-        return [next((t for t, cut in cuts if s >= cut), cuts[-1][0]) for s in np.asarray(scores)]
+        names = [t for t, _ in cuts]
+        above = np.asarray(scores, "float64").reshape(-1, 1) >= np.array([cut for _, cut in cuts])
+        first = np.where(above.any(axis=1), above.argmax(axis=1), len(cuts) - 1)  # the highest cut reached
+        return [names[k] for k in first.tolist()]
 
     # --- explanations ---
     def _contributions(self, member: str, encoded: Encoded, xgb_matrix=None,  # noqa: ANN001

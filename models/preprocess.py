@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import chain, repeat
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +146,7 @@ def cardinalities(schema: FeatureSchema) -> list[int]:
 # --- the fast path: arrays encoded without building pandas frames (serving; same values as the functions above) ---
 _PLAIN_NUMBERS = frozenset({float, int, bool, type(None), np.float64, np.float32, np.int64, np.int32, np.bool_})
 _PLAIN_VALUES = frozenset({str, float, int, bool, type(None)})  # what a JSON request carries
+_TEXT_OR_NONE = frozenset({str, type(None)})
 
 
 def _small_ints(values: np.ndarray) -> bool:
@@ -163,6 +166,7 @@ class Encoder:
     def __init__(self, schema: FeatureSchema) -> None:
         self.schema = schema
         self.features = list(schema.features)
+        self.getter = itemgetter(*self.features) if len(self.features) > 1 else lambda r: (r[self.features[0]],)
         self.lookup = {name: {level: i for i, level in enumerate(schema.categories[name])}
                        for name in schema.categorical}
         self.code_column = {name: k for k, name in enumerate(schema.categorical)}  # x_cat's column order
@@ -208,13 +212,16 @@ class Encoder:
         (None or NaN) per row. Columns of plain numbers convert in one block; other columns take `encode`'s per-column
         rules."""
         n, names = len(rows), self.features
-        grid = [[r.get(f) for f in names] for r in rows]
+        try:
+            grid = list(map(self.getter, rows))  # rows holding every feature (the online store's): C-level
+        except KeyError:
+            grid = [[r.get(f) for f in names] for r in rows]
         columns = list(zip(*grid, strict=True)) if n else [()] * len(names)
         trees = np.empty((n, len(names)), "float64")
         codes = np.empty((n, len(self.code_column)), "int64")
         missing = np.zeros(n, "int64")
         numeric_at = [j for j, name in enumerate(names) if name not in self.lookup]
-        kinds = {type(v) for j in numeric_at for v in columns[j]}
+        kinds = set(map(type, chain.from_iterable(columns[j] for j in numeric_at)))
         if kinds <= _PLAIN_NUMBERS and (int not in kinds or all(_small_ints(columns[j]) for j in numeric_at)):
             if numeric_at and n:
                 block = np.array([columns[j] for j in numeric_at], dtype="float64").T  # None -> NaN; bools -> 0/1
@@ -241,6 +248,9 @@ class Encoder:
             column[:] = values
             return self.codes(column, name), pd.isna(column)
         lookup = self.lookup[name]
+        if {type(v) for v in values} <= _TEXT_OR_NONE:  # the usual column: labels and gaps
+            return (np.fromiter(map(lookup.get, values, repeat(-1)), "int64", len(values)),
+                    np.fromiter((v is None for v in values), bool, len(values)))
         absent = [v is None or (type(v) is float and v != v) for v in values]
         out = [-1 if a else lookup.get(v if type(v) is str else str(v), -1)
                for v, a in zip(values, absent, strict=True)]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
+
+_UNSEEN = object()  # a value the decode cache has not seen yet
 
 
 def needs_request_time(store, service_name: str) -> bool:  # noqa: ANN001
@@ -67,15 +70,22 @@ class OnlineReader:
 
     def read(self, entity_ids: Sequence[str], as_of: float | None = None) -> list[dict[str, Any]]:
         """One dict per id, in order: the join key, every feature (None when missing) and on-demand outputs."""
-        from pipelines.redis_codec import decode_value, hmget_many
+        from pipelines.redis_codec import DECODED, decode_value, hmget_many
 
         keys = [self.codec.key(i) for i in entity_ids]
         if len(keys) == 1:
             raw = [self.client.hmget(keys[0], self.fields)]
         else:
             raw = hmget_many(self.client, keys, self.fields)
-        rows = [{self.join_key: str(i), **{c: decode_value(v) for c, v in zip(self.columns, values, strict=True)}}
-                for i, values in zip(entity_ids, raw, strict=True)]
+        rows = []
+        cached, columns, unseen = DECODED.get, self.columns, repeat(_UNSEEN)
+        for i, values in zip(entity_ids, raw, strict=True):
+            decoded = list(map(cached, values, unseen))  # most values were seen before: one C-level pass
+            if _UNSEEN in decoded:
+                decoded = [decode_value(v) if d is _UNSEEN else d for d, v in zip(decoded, values, strict=True)]
+            row = dict(zip(columns, decoded, strict=True))
+            row[self.join_key] = str(i)
+            rows.append(row)
         if self.odfvs:
             now = time.time() if as_of is None else as_of
             inputs: dict[str, list] = {c: [r[c] for r in rows] for c in self.columns}

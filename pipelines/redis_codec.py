@@ -147,7 +147,9 @@ def hmget_many(client, keys: Sequence[bytes], fields: Sequence[bytes]) -> list[l
         pool.release(conn)
 
 
-_DECODED: dict[bytes, Any] = {}  # feature values repeat (flags, categories, small counts): parse each once
+# feature values repeat (flags, categories, small counts): each is parsed once; an absent field (None) and an empty
+# value decode to None
+DECODED: dict[bytes | None, Any] = {None: None, b"": None}
 
 
 def decode_value(raw: bytes | None) -> Any:
@@ -155,7 +157,7 @@ def decode_value(raw: bytes | None) -> Any:
     if not raw:
         return None
     try:
-        return _DECODED[raw]
+        return DECODED[raw]
     except KeyError:
         pass
     from feast.protos.feast.types.Value_pb2 import Value
@@ -164,7 +166,8 @@ def decode_value(raw: bytes | None) -> Any:
     which = value.WhichOneof("val")
     decoded = None if which is None or which == "null_val" else getattr(value, which)
     if isinstance(decoded, str | int | float | bool) or decoded is None:  # immutable: safe to share
-        if len(_DECODED) >= 200_000:
-            _DECODED.clear()
-        _DECODED[raw] = decoded
+        if len(DECODED) >= 200_000:
+            DECODED.clear()
+            DECODED.update({None: None, b"": None})
+        DECODED[raw] = decoded
     return decoded

@@ -135,11 +135,12 @@ class Engine:
                 outcomes.append(None)
         return out_rows, outcomes
 
-    def _log(self, endpoint: str, served: Served, it: Item, score: float, tier: str, signal: float | None,
-             rank_score: float | None) -> None:
-        self.log.prediction((self.log.now(), endpoint, it.request_id, it.key.key_id, it.key.tenant, it.lead_id,
-                             served.model.name, served.model.version, served.model.feature_service, score, tier,
-                             signal, rank_score, len(it.inline or {})))
+    def _log(self, endpoint: str, served: Served, it: Item, leads: list[tuple]) -> None:
+        """Queue prediction-log rows for one call: `it` says who asked; leads are (lead_id, score, tier, text
+        signal, rank score, inline feature count)."""
+        model = served.model
+        self.log.add_predictions((self.log.now(), endpoint, it.request_id, it.key.key_id, it.key.tenant, model.name,
+                              model.version, model.feature_service), leads)
 
     def score_batch(self, items: Sequence[Item], top_k: Sequence[int],
                     methods: Sequence[str] | None = None) -> list[tuple[int, dict]]:
@@ -162,7 +163,8 @@ class Engine:
                     body = {"lead_id": it.lead_id, **res, "text_signal": signals.get(it.lead_id),
                             "model_version": served.model.version, "feature_service": served.model.feature_service}
                     outcomes[i] = (200, body)
-                    self._log("score", served, it, res["score"], res["tier"], body["text_signal"], None)
+                    self._log("score", served, it, [(it.lead_id, res["score"], res["tier"], body["text_signal"],
+                                                     None, len(it.inline or {}))])
                     metrics().scores.observe(res["score"])
                     metrics().tiers.labels(res["tier"]).inc()
         return outcomes
@@ -189,13 +191,12 @@ class Engine:
         order = np.argsort(-rank_scores, kind="stable")
         if limit is not None:
             order = order[:limit]
-        results = []
-        for r, j in enumerate(order.tolist(), start=1):
-            it = items[ok[j]]
-            results.append({"lead_id": it.lead_id, "rank": r, "score": float(rank_scores[j]),
-                            "ensemble_score": float(scores[j]), "text_signal": sig[j], "tier": tiers[j]})
-        for j, i in enumerate(ok):
-            self._log("rank", served, items[i], float(scores[j]), tiers[j], sig[j], float(rank_scores[j]))
+        plain, ranked = np.asarray(scores, "float64").tolist(), np.asarray(rank_scores, "float64").tolist()
+        results = [{"lead_id": items[ok[j]].lead_id, "rank": r, "score": ranked[j], "ensemble_score": plain[j],
+                    "text_signal": sig[j], "tier": tiers[j]} for r, j in enumerate(order.tolist(), start=1)]
+        if ok:  # one call: one key, one request id
+            self._log("rank", served, items[ok[0]], [(items[i].lead_id, plain[j], tiers[j], sig[j], ranked[j],
+                                                      len(items[i].inline or {})) for j, i in enumerate(ok)])
         skipped = {404: [], 403: []}
         for it, outcome in zip(items, outcomes, strict=True):
             if outcome is not None:

@@ -19,8 +19,10 @@ from datetime import UTC, datetime
 
 log = logging.getLogger("leadscore.serving.log")
 
-PREDICTION_COLUMNS = ("at", "endpoint", "request_id", "key_id", "tenant", "lead_id", "model_name", "model_version",
-                      "feature_service", "score", "tier", "text_signal", "rank_score", "inline_features")
+# a prediction row is (shared part, per-lead part): one call's leads share who asked, when and which model
+SHARED_COLUMNS = ("at", "endpoint", "request_id", "key_id", "tenant", "model_name", "model_version", "feature_service")
+LEAD_COLUMNS = ("lead_id", "score", "tier", "text_signal", "rank_score", "inline_features")
+PREDICTION_COLUMNS = SHARED_COLUMNS + LEAD_COLUMNS
 AUDIT_COLUMNS = ("at", "actor", "action", "lead_id", "purpose", "detail")
 
 
@@ -48,9 +50,17 @@ class LogWriter:
     def now() -> datetime:
         return datetime.now(UTC)
 
-    def prediction(self, row: tuple) -> None:
-        """Queue one prediction row, fields in PREDICTION_COLUMNS order."""
-        self._push(self.predictions, row, "prediction")
+    def add_predictions(self, shared: tuple, leads: list[tuple]) -> None:
+        """Queue prediction rows: `shared` in SHARED_COLUMNS order, each of `leads` in LEAD_COLUMNS order."""
+        queue = self.predictions
+        queue.extend([(shared, lead) for lead in leads])
+        over = len(queue) - self.max_pending
+        if over > 0:
+            for _ in range(over):
+                queue.popleft()
+            self.on_drop("prediction", over)
+        if len(queue) >= self.batch:
+            self._wake.set()
 
     def audit(self, actor: str, action: str, lead_id: str | None, purpose: str | None, detail: dict) -> None:
         self._push(self.audits, (self.now(), actor, action, lead_id, purpose, json.dumps(detail)), "audit")
@@ -83,8 +93,11 @@ class LogWriter:
                     if self._conn is None or self._conn.closed:
                         self._conn = self.connect()
                     with self._conn.cursor() as cur, cur.copy(sql) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+                        if kind == "prediction":  # COPY text built here: each call's shared part formatted once
+                            copy.write(_prediction_text(rows))
+                        else:
+                            for row in rows:
+                                copy.write_row(row)
                     self._conn.commit()
                 except Exception as exc:  # noqa: BLE001 - keep the rows, retry at the next tick
                     log.warning("could not write %d %s rows (%s): retrying", len(rows), kind, exc)
@@ -113,3 +126,25 @@ class LogWriter:
         while self.pending() and time.monotonic() < deadline and self.flush():
             pass
         self._drop_connection()
+
+
+def _copy_value(value: object) -> str:
+    r"""One value in COPY's text format: \N for NULL; backslash, tab, newline and carriage return escaped."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
+    if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
+        text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return text
+
+
+def _prediction_text(rows: list[tuple]) -> str:
+    """COPY text for (shared, lead) rows; the shared part of consecutive rows of one call is formatted once."""
+    out, last, prefix = [], None, ""
+    for shared, lead in rows:
+        if shared is not last:
+            last, prefix = shared, "\t".join(map(_copy_value, shared)) + "\t"
+        out.append(prefix + "\t".join(map(_copy_value, lead)) + "\n")
+    return "".join(out)
