@@ -300,15 +300,20 @@ def assert_same_served(fast: list[dict], frame: list[dict], atol: float = 1e-6) 
                 assert value == b[key], key
 
 
-def test_serving_margins_and_network_agree_with_the_members_own_predictions(small_model) -> None:  # noqa: ANN001
-    from models.tabular_net import NumpyNet, predict_logits
-
+def rows_with_gaps(small_model, n: int) -> tuple:  # noqa: ANN001
+    """(ensemble, n test rows with missing and unseen values, their encoding, each member's logits)."""
     ensemble = small_model.ensemble
-    rows = small_model.split.test.head(300).copy()
+    rows = small_model.split.test.head(n).copy()
     rows.loc[rows.index[:30], "visits"] = None
     rows.loc[rows.index[20:50], "channel"] = "never seen"
     encoded = ensemble.encode(rows)
-    logits = ensemble._logits(encoded)
+    return ensemble, rows, encoded, ensemble._logits(encoded)
+
+
+def test_serving_margins_and_network_agree_with_the_members_own_predictions(small_model) -> None:  # noqa: ANN001
+    from models.tabular_net import NumpyNet, predict_logits
+
+    ensemble, rows, encoded, logits = rows_with_gaps(small_model, 300)
     for member in ("xgboost", "lightgbm"):  # a booster's margin is its bias plus its leaves' outputs
         margin = ensemble.path_tables(member).margin(ensemble._leaves(member, encoded))
         np.testing.assert_allclose(margin, logits[member], rtol=0, atol=1e-5)
@@ -329,12 +334,7 @@ def test_serving_margins_and_network_agree_with_the_members_own_predictions(smal
 def test_path_attributions_add_up_to_each_boosters_margin(small_model) -> None:  # noqa: ANN001
     import xgboost as xgb
 
-    ensemble = small_model.ensemble
-    rows = small_model.split.test.head(200).copy()
-    rows.loc[rows.index[:30], "visits"] = None
-    rows.loc[rows.index[20:50], "channel"] = "never seen"
-    encoded = ensemble.encode(rows)
-    logits = ensemble._logits(encoded)
+    ensemble, rows, encoded, logits = rows_with_gaps(small_model, 200)
     for member in ("xgboost", "lightgbm"):
         contrib, base = ensemble._contributions(member, encoded, method="path")
         np.testing.assert_allclose(contrib.sum(axis=1) + base, logits[member], rtol=0, atol=1e-5)
