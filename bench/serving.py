@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds per concurrency level")
     parser.add_argument("--url", help="a running service (default: start one)")
     parser.add_argument("--key", help="API key for --url (default: create one)")
-    parser.add_argument("--workers", type=int, default=1, help="service workers when the bench starts it (the default: 1)")
+    parser.add_argument("--workers", type=int, default=1, help="service workers when the bench starts it")
     parser.add_argument("--out", type=Path, help="write the figures as JSON")
     args = parser.parse_args()
     import psycopg

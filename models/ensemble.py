@@ -32,6 +32,7 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from models.boosters import PARALLEL_ROWS, SMALL_BATCH, leaf_pool, lgb_threads, xgb_threads
 from models.preprocess import Encoded, Encoder, FeatureSchema
 
 BOOSTERS = ("xgboost", "lightgbm")
@@ -136,7 +137,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
     def _logits(self, encoded: Encoded, xgb_matrix=None) -> dict[str, np.ndarray]:  # noqa: ANN001
         out: dict[str, np.ndarray] = {}
         if "xgboost" in self._models:
-            booster = _xgb_threads(self._models["xgboost"], len(encoded.trees))
+            booster = xgb_threads(self._models["xgboost"], len(encoded.trees))
             if xgb_matrix is None:
                 # a numpy array in place: the trees' categorical splits test the codes themselves, NaN is missing
                 raw = booster.inplace_predict(encoded.trees, predict_type="margin")
@@ -145,7 +146,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             out["xgboost"] = np.asarray(raw).astype("float64")
         if "lightgbm" in self._models:
             out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(encoded.trees, raw_score=True,
-                                                                          **_lgb_threads(encoded)), "float64")
+                                                                          **lgb_threads(encoded)), "float64")
         if "mlp" in self._models:
             from models.tabular_net import predict_logits
 
@@ -190,10 +191,10 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             return self.path_tables(member).contributions(self._leaves(member, encoded, xgb_matrix))
         if member == "xgboost":
             matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            raw = _xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(
+            raw = xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(
                 matrix, validate_features=False, pred_contribs=True)
         else:
-            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True, **_lgb_threads(encoded))
+            raw = self._models["lightgbm"].predict(encoded.trees, pred_contrib=True, **lgb_threads(encoded))
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
 
@@ -202,7 +203,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         rows = len(encoded.trees) if rows is None else rows
         if member == "xgboost":
             matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            return _xgb_threads(self._models["xgboost"], rows).predict(matrix, validate_features=False,
+            return xgb_threads(self._models["xgboost"], rows).predict(matrix, validate_features=False,
                                                                        pred_leaf=True)
         return self._models["lightgbm"].predict(encoded.trees, pred_leaf=True,
                                                 **({"num_threads": 1} if rows < SMALL_BATCH else {}))
@@ -219,8 +220,8 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             return out
         halves = [encoded.rows(slice(0, n // 2)), encoded.rows(slice(n // 2, n))]
         if "xgboost" in boosters:  # one thread per half, set before the threads share the booster
-            _xgb_threads(self._models["xgboost"], 1)
-        parts = list(_leaf_pool().map(lambda part: {m: self._leaves(m, part, rows=1) for m in boosters}, halves))
+            xgb_threads(self._models["xgboost"], 1)
+        parts = list(leaf_pool().map(lambda part: {m: self._leaves(m, part, rows=1) for m in boosters}, halves))
         return {m: np.concatenate([p[m] for p in parts]) for m in boosters}
 
     def path_tables(self, member: str):  # noqa: ANN201 - models.paths.PathTables
@@ -343,33 +344,6 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
                 out["contributions"] = dict(zip(names, row, strict=True))
             rows.append(out)
         return rows
-
-
-SMALL_BATCH = 2000  # rows; below this the boosters predict on one thread
-PARALLEL_ROWS = 256  # rows; from this many, serving's leaf lookups run on two threads
-_POOL: list = []
-
-
-def _leaf_pool():  # noqa: ANN202 - concurrent.futures.ThreadPoolExecutor, made on first use
-    if not _POOL:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL.append(ThreadPoolExecutor(2, thread_name_prefix="leadscore-leaves"))
-    return _POOL[0]
-
-
-def _lgb_threads(encoded: Encoded) -> dict:
-    """One thread for small batches: LightGBM's thread pool costs milliseconds per call on a few rows."""
-    return {"num_threads": 1} if len(encoded.trees) < SMALL_BATCH else {}
-
-
-def _xgb_threads(booster, rows: int):  # noqa: ANN001, ANN202 - xgboost.Booster
-    """The booster set to one thread for small batches (all cores otherwise), as for LightGBM."""
-    threads = 1 if rows < SMALL_BATCH else 0
-    if getattr(booster, "_leadscore_threads", None) != threads:
-        booster.set_param({"nthread": threads})
-        booster._leadscore_threads = threads
-    return booster
 
 
 class _Cells:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-SERVING_MODULES = ("__init__.py", "ensemble.py", "paths.py", "preprocess.py", "tabular_net.py")
+SERVING_MODULES = ("__init__.py", "boosters.py", "ensemble.py", "paths.py", "preprocess.py", "tabular_net.py")
 PACKAGES = {"mlflow": "mlflow", "numpy": "numpy", "pandas": "pandas", "xgboost": "xgboost-cpu",
             "lightgbm": "lightgbm", "torch": "torch", "scipy": "scipy"}
 
