@@ -5,10 +5,10 @@ BentoML answers a request that fails pydantic validation with 400 and pydantic's
 (400 with the same shape when the body is not JSON at all).
 
 The fast path: POST /score and /rank are answered here, inside BentoML's outer middleware (its request metrics,
-timeout and error handling) but before its routing, request context and IO descriptors, which cost more CPU per
-request than the model on this path (docs/serving.md). The same pydantic models validate the body and the same
-service methods (`handle_score`, `handle_rank`) answer it, so both paths give the same replies (tested);
-LEADSCORE_FAST_HTTP=0 sends every request through BentoML's own path.
+timeout and error handling) but before its routing, request context and IO descriptors, which took about a
+quarter of the worker's CPU per /score, second only to the model (docs/serving.md). The same pydantic models
+validate the body and the same service methods (`handle_score`, `handle_rank`) answer it, so both paths give the
+same replies (tested); LEADSCORE_FAST_HTTP=0 sends every request through BentoML's own path.
 """
 
 from __future__ import annotations
