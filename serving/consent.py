@@ -33,7 +33,8 @@ class ConsentChecker:
 
     def allowed(self, lead_ids: Sequence[str]) -> dict[str, bool]:
         """lead_id -> may be scored. Raises Unavailable when Postgres is down and an answer is not cached."""
-        self._asked.update(lead_ids)
+        if len(self._asked) < self.max_entries:  # bounded even if no refresher empties it
+            self._asked.update(lead_ids)
         now = time.monotonic()
         answer: dict[str, bool] = {}
         missing = []
