@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -102,7 +103,19 @@ class Server:
             return False
         stop_pid(pid, self.stop_signal, group=self.stop_group)
         self.pidfile.unlink(missing_ok=True)
+        self._wait_port_released()
         return True
+
+    def _wait_port_released(self, timeout: float = 10.0) -> None:
+        """After the process is gone its port can stay held a moment (a child exiting after its parent, as the
+        embedded broker's can): wait for it, so a restart right after `stop` finds it free."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ensure_port_free(self.name, self.settings.host, self.port, self.port_env)
+                return
+            except ServiceError:
+                time.sleep(0.1)
 
     stop_group = True
 
