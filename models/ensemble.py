@@ -202,31 +202,33 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
 
-    def _leaves(self, member: str, encoded: Encoded, xgb_matrix=None, rows: int | None = None) -> np.ndarray:  # noqa: ANN001
-        """The leaf each tree of the booster sends each row to (rows x trees); `rows` sizes the thread count."""
-        rows = len(encoded.trees) if rows is None else rows
-        if member == "xgboost":
-            matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
-            return xgb_threads(self._models["xgboost"], rows).predict(matrix, validate_features=False,
-                                                                       pred_leaf=True)
-        return self._models["lightgbm"].predict(encoded.trees, pred_leaf=True,
-                                                **({"num_threads": 1} if rows < SMALL_BATCH else {}))
+    def _leaves(self, member: str, encoded: Encoded, xgb_matrix=None, rows: int | None = None) -> np.ndarray:  # noqa: ANN001, ARG002
+        """The leaf each tree of the booster sends each row to (rows x trees), as the booster's `pred_leaf` gives it,
+        from models/forest.py's compiled walk of its trees (no DMatrix, no call into the library)."""
+        forests = getattr(self, "_forests", None)
+        if forests is None:
+            forests = self._forests = {}
+        if member not in forests:
+            from models.forest import Forest
+
+            build = Forest.from_xgboost if member == "xgboost" else Forest.from_lightgbm
+            forests[member] = build(self._models[member])
+        return forests[member].leaves(encoded.trees)
 
     def _all_leaves(self, boosters: list[str], encoded: Encoded, keep_matrix: bool = False) -> dict:
         """Each booster's leaves for all rows; big batches in two halves on two threads (the boosters release the
         GIL: 1,000 rows took 10.4 ms this way against 17.0 ms on one thread, on this project's 2-core machine)."""
         n = len(encoded.trees)
         workers = min(2, os.cpu_count() or 1)
-        if n < PARALLEL_ROWS or workers < 2 or keep_matrix:
-            matrix = self._xgb_matrix(encoded) if "xgboost" in boosters and n else None
-            out = {m: self._leaves(m, encoded, matrix) for m in boosters}
-            out["matrix"] = matrix
+        if n < PARALLEL_ROWS or workers < 2:
+            out = {m: self._leaves(m, encoded) for m in boosters}
+            out["matrix"] = self._xgb_matrix(encoded) if keep_matrix and "xgboost" in boosters and n else None
             return out
         halves = [encoded.rows(slice(0, n // 2)), encoded.rows(slice(n // 2, n))]
-        if "xgboost" in boosters:  # one thread per half, set before the threads share the booster
-            xgb_threads(self._models["xgboost"], 1)
         parts = list(leaf_pool().map(lambda part: {m: self._leaves(m, part, rows=1) for m in boosters}, halves))
-        return {m: np.concatenate([p[m] for p in parts]) for m in boosters}
+        out = {m: np.concatenate([p[m] for p in parts]) for m in boosters}
+        out["matrix"] = self._xgb_matrix(encoded) if keep_matrix and "xgboost" in boosters else None
+        return out
 
     def path_tables(self, member: str):  # noqa: ANN201 - models.paths.PathTables
         """The booster's per-leaf path attributions, built on first use (well under a second)."""

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-SERVING_MODULES = ("__init__.py", "boosters.py", "ensemble.py", "paths.py", "preprocess.py", "tabular_net.py")
+SERVING_MODULES = ("__init__.py", "boosters.py", "ensemble.py", "forest.py", "paths.py", "preprocess.py",
+                   "tabular_net.py")
 PACKAGES = {"mlflow": "mlflow", "numpy": "numpy", "pandas": "pandas", "xgboost": "xgboost-cpu",
-            "lightgbm": "lightgbm", "torch": "torch", "scipy": "scipy"}
+            "lightgbm": "lightgbm", "torch": "torch", "scipy": "scipy", "numba": "numba"}
 
 
 def pip_requirements() -> list[str]:
