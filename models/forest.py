@@ -206,8 +206,8 @@ def _compiled():  # noqa: ANN202 - a numba dispatcher, or None without numba
         def walk(X, roots, feat, thr, first, default_right, missing, cat_rows, cat_table, strict,  # noqa: ANN001, ANN202
                  set_goes_right, orig, out):
             width = cat_table.shape[1]
-            for i in range(X.shape[0]):
-                for t in range(roots.shape[0]):
+            for t in range(roots.shape[0]):  # tree by tree: its nodes stay in cache across the rows
+                for i in range(X.shape[0]):
                     node = roots[t]
                     while first[node] != node:
                         x = X[i, feat[node]]

@@ -1,18 +1,27 @@
 """Scoring consent (DPDP Act): a lead is scored only with a granted, unexpired `scoring` consent on record.
 
-Answers are cached per lead for `ttl_s` seconds (LEADSCORE_CONSENT_TTL_S, default 5): a withdrawal takes effect
-within that time. A background thread re-reads, every ttl_s / 2 and in one query, the answers of the leads asked
-about since its last pass, so leads scored again and again are never looked up on the request path; a lead nobody
-asks about lapses after ttl_s, and if Postgres stops answering every answer lapses and requests get the 503 they
-got before. Each refusal is written to compliance.audit_log by the caller.
+Two ways to answer, the first preferred:
+- **The mirror** (`follow`): every granted scoring consent held in memory (lead -> expiry), loaded once and kept
+  current by Postgres itself: a trigger (infra/migrations/0005_consent_notify.sql) announces each committed change
+  on channel `leadscore_consent`, and a listener thread re-reads the leads named. A withdrawal takes effect as soon
+  as it commits (tested: well under a second), and no request waits for a consent query, however many distinct
+  leads it scores. The listener confirms its connection every `ttl_s` / 3; answers from the mirror are trusted only
+  while the last confirmation is under `ttl_s` old, so a lost connection (Postgres down, a partition) falls back to:
+- **The cache**: answers read on the request path and cached per lead for `ttl_s` seconds
+  (LEADSCORE_CONSENT_TTL_S, default 5), a withdrawal taking effect within that time. A background thread re-reads,
+  every ttl_s / 2 and in one query, the answers of the leads asked about since its last pass; if Postgres stops
+  answering every answer lapses and requests get a 503 naming it.
+More granted consents than `mirror_max` (LEADSCORE_CONSENT_MIRROR_MAX, 2,000,000) are not mirrored: the cache
+serves alone. Each refusal is written to compliance.audit_log by the caller.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from serving.db import Db
 
@@ -20,19 +29,35 @@ log = logging.getLogger("leadscore.serving")
 PURPOSE = "scoring"
 QUERY = """SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s) AND purpose = 'scoring' AND granted
            AND (expires_at IS NULL OR expires_at > now())"""
+CHANNEL = "leadscore_consent"
+GRANTED = """SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
+             WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now())"""
 
 
 class ConsentChecker:
-    def __init__(self, db: Db, ttl_s: float = 5.0, max_entries: int = 1_000_000) -> None:
+    def __init__(self, db: Db, ttl_s: float = 5.0, max_entries: int = 1_000_000,
+                 mirror_max: int = 2_000_000) -> None:
         self.db = db
         self.ttl_s = ttl_s
         self.max_entries = max_entries
+        self.mirror_max = mirror_max
         self._cache: dict[str, tuple[float, bool]] = {}
         self._asked: set[str] = set()  # leads asked about since the last refresh
+        self._mirror: dict[str, float] | None = None  # lead -> expiry (epoch seconds, inf for none), granted only
+        self._confirmed = -math.inf  # monotonic time the listener last knew its mirror current
         self._stop = threading.Event()
+
+    @property
+    def live(self) -> bool:
+        """The mirror is loaded and its listener confirmed it within ttl_s."""
+        return self._mirror is not None and time.monotonic() - self._confirmed < self.ttl_s
 
     def allowed(self, lead_ids: Sequence[str]) -> dict[str, bool]:
         """lead_id -> may be scored. Raises Unavailable when Postgres is down and an answer is not cached."""
+        mirror = self._mirror
+        if mirror is not None and time.monotonic() - self._confirmed < self.ttl_s:
+            now = time.time()
+            return {lead_id: mirror.get(lead_id, 0.0) > now for lead_id in lead_ids}
         if len(self._asked) < self.max_entries:  # bounded even if no refresher empties it
             self._asked.update(lead_ids)
         now = time.monotonic()
@@ -63,6 +88,8 @@ class ConsentChecker:
 
     def refresh(self, db: Db, chunk: int = 20_000) -> int:
         """Re-read the answers of the leads asked about since the last call; the number refreshed."""
+        if self.live:  # the mirror answers; nothing is asked of the cache meanwhile
+            return 0
         asked, self._asked = self._asked, set()
         ids = sorted(asked)
         for start in range(0, len(ids), chunk):
@@ -80,6 +107,68 @@ class ConsentChecker:
                     log.debug("consent refresh failed: %s", exc)
 
         threading.Thread(target=run, name="leadscore-consent-refresh", daemon=True).start()
+
+    def follow(self, dsn: str) -> None:
+        """Load the mirror and keep it current from the change announcements, on a daemon thread, until `stop()`."""
+        threading.Thread(target=self._follow, args=(dsn,), name="leadscore-consent-listener", daemon=True).start()
+
+    def _follow(self, dsn: str) -> None:
+        import psycopg
+
+        beat = max(0.05, self.ttl_s / 3)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=2) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")  # before the load: no change can fall between the two
+                    if not self._load(conn):
+                        return  # too many to mirror: the cache serves alone
+                    while not self._stop.is_set():
+                        changed: set[str] = set()
+                        everything = False
+                        for note in conn.notifies(timeout=beat):
+                            everything = everything or note.payload == "*"
+                            changed.update(p for p in note.payload.split(",") if p and p != "*")
+                        if everything:
+                            self._load(conn)
+                        elif changed:
+                            self._reload(conn, changed)
+                        else:
+                            conn.execute("SELECT 1")  # the connection still answers: nothing was missed
+                        self._confirmed = time.monotonic()
+            except Exception as exc:  # noqa: BLE001 - the cache answers meanwhile; try again shortly
+                self._confirmed = -math.inf
+                log.info("consent listener: %s; answering from the cache until it reconnects", exc)
+                self._stop.wait(1.0)
+
+    def _load(self, conn) -> bool:  # noqa: ANN001 - psycopg.Connection
+        """Read every granted scoring consent into a new mirror; False (and no mirror) past mirror_max."""
+        mirror: dict[str, float] = {}
+        with conn.transaction(), conn.cursor(name="leadscore_consent_load") as cursor:  # rows come in chunks
+            cursor.itersize = 50_000
+            for lead_id, expires in cursor.execute(GRANTED):
+                mirror[lead_id] = math.inf if expires is None else float(expires)
+                if len(mirror) > self.mirror_max:
+                    log.warning("more than %d granted scoring consents: not mirrored (LEADSCORE_CONSENT_MIRROR_MAX); "
+                                "consent is read per request and cached for %g s", self.mirror_max, self.ttl_s)
+                    self._mirror = None
+                    return False
+        self._mirror = mirror
+        self._confirmed = time.monotonic()
+        return True
+
+    def _reload(self, conn, lead_ids: Iterable[str]) -> None:  # noqa: ANN001 - psycopg.Connection
+        """Re-read the announced leads into the mirror (granted and unexpired stay, the rest go)."""
+        ids = list(lead_ids)
+        fresh = dict(conn.execute(GRANTED + " AND lead_id = ANY(%s)", (ids,)).fetchall())
+        mirror = self._mirror
+        if mirror is None:
+            return
+        for lead_id in ids:
+            if lead_id in fresh:
+                expires = fresh[lead_id]
+                mirror[lead_id] = math.inf if expires is None else float(expires)
+            else:
+                mirror.pop(lead_id, None)
 
     def stop(self) -> None:
         self._stop.set()

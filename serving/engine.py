@@ -59,8 +59,10 @@ class Engine:
 
         self.settings = settings
         self.db = Db(settings)
-        self.consent = ConsentChecker(self.db, _env_float(settings, "LEADSCORE_CONSENT_TTL_S", 5.0))
+        self.consent = ConsentChecker(self.db, _env_float(settings, "LEADSCORE_CONSENT_TTL_S", 5.0),
+                                      mirror_max=int(_env_float(settings, "LEADSCORE_CONSENT_MIRROR_MAX", 2e6)))
         self.consent.start(Db(settings))
+        self.consent.follow(settings.pg_dsn())
         self.keys = KeyVerifier(settings, Db(settings).conn, _env_float(settings, "LEADSCORE_KEY_CACHE_TTL_S", 30.0))
         self.limiter = RateLimiter(workers)
         m = metrics()

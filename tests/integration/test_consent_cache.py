@@ -1,8 +1,10 @@
-"""The serving consent cache against real Postgres: answers refreshed off the request path, withdrawals seen."""
+"""The serving consent answers against real Postgres: the cache refreshed off the request path, and the mirror
+kept current by the change announcements."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
@@ -37,3 +39,83 @@ def test_refresh_keeps_asked_leads_fresh_and_sees_a_withdrawal(settings: Setting
         with pytest.raises(AttributeError):
             checker.allowed([leads[1]])
         conn.execute("DELETE FROM compliance.consent WHERE lead_id = ANY(%s)", (leads,))
+
+
+def _wait(predicate, timeout: float = 5.0) -> float:  # noqa: ANN001
+    """Seconds until predicate() held (fails the test past timeout)."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, "not seen in time"
+        time.sleep(0.01)
+    return time.monotonic() - start
+
+
+def _set(conn: psycopg.Connection, leads: list[str], granted: bool, expires: datetime | None = None) -> None:
+    conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source, expires_at) "
+                 "SELECT unnest(%s::text[]), 'scoring', %s, 'test', %s::timestamptz "
+                 "ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = excluded.granted, "
+                 "expires_at = excluded.expires_at", (leads, granted, expires))
+
+
+def test_the_mirror_answers_without_queries_and_follows_each_committed_change(settings: Settings) -> None:
+    one, few, many = ["it-mirror-1"], [f"it-mirror-f{i}" for i in range(3)], [f"it-mirror-m{i}" for i in range(150)]
+    everyone = one + few + many
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        conn.execute("DELETE FROM compliance.consent WHERE lead_id = ANY(%s)", (everyone,))
+        _set(conn, one + few, True)
+        checker = ConsentChecker(Db(settings), ttl_s=2.0)
+        checker.follow(settings.pg_dsn())
+        try:
+            _wait(lambda: checker.live)
+            checker.db = None  # from here any query on the request path would raise
+            assert checker.allowed(one + few + many[:1]) == {**dict.fromkeys(one + few, True), many[0]: False}
+            _set(conn, one, False)  # a withdrawal: one lead, its id in the announcement
+            took = _wait(lambda: checker.allowed(one) == {one[0]: False})
+            assert took < 1.0, f"a withdrawal took {took:.2f} s to reach the mirror"
+            _set(conn, many, True)  # more than 100 in one statement: announced as "re-read everything"
+            _wait(lambda: all(checker.allowed(many).values()))
+            with conn.transaction():  # not committed yet: not seen
+                _set(conn, few[:1], False)
+                time.sleep(0.3)
+                assert checker.allowed(few[:1]) == {few[0]: True}
+            _wait(lambda: checker.allowed(few[:1]) == {few[0]: False})
+            conn.execute("DELETE FROM compliance.consent WHERE lead_id = %s", (few[1],))  # erased with its lead
+            _wait(lambda: checker.allowed(few[1:2]) == {few[1]: False})
+            # an expiry lapses in the mirror with no change announced
+            _set(conn, few[2:], True, expires=datetime.now(UTC) + timedelta(seconds=1))
+            _wait(lambda: checker.allowed(few[2:]) == {few[2]: True})
+            _wait(lambda: checker.allowed(few[2:]) == {few[2]: False}, timeout=3.0)
+            assert checker.live
+        finally:
+            checker.stop()
+            conn.execute("DELETE FROM compliance.consent WHERE lead_id = ANY(%s)", (everyone,))
+
+
+def test_a_mirror_not_confirmed_within_the_ttl_is_not_trusted(settings: Settings) -> None:
+    lead = "it-mirror-stale"
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        _set(conn, [lead], True)
+        checker = ConsentChecker(Db(settings), ttl_s=0.5)
+        checker.follow(settings.pg_dsn())
+        try:
+            _wait(lambda: checker.live)
+            checker.stop()  # the listener stops confirming, as when its connection is lost
+            time.sleep(0.7)
+            assert not checker.live
+            checker.db = None
+            with pytest.raises(AttributeError):  # the request path reads Postgres again (here: cannot)
+                checker.allowed([lead])
+        finally:
+            conn.execute("DELETE FROM compliance.consent WHERE lead_id = %s", (lead,))
+
+
+def test_too_many_consents_to_mirror_leave_the_cache_to_answer(settings: Settings) -> None:
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        _set(conn, ["it-mirror-cap-a", "it-mirror-cap-b"], True)
+        try:
+            checker = ConsentChecker(Db(settings), ttl_s=2.0, mirror_max=1)
+            checker._follow(settings.pg_dsn())  # returns at once: nothing mirrored
+            assert not checker.live and checker._mirror is None
+            assert checker.allowed(["it-mirror-cap-a"]) == {"it-mirror-cap-a": True}  # read on the request path
+        finally:
+            conn.execute("DELETE FROM compliance.consent WHERE lead_id LIKE 'it-mirror-cap-%'")
