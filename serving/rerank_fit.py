@@ -176,13 +176,14 @@ def _latest_label_per_lead(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _message_vectors(conn, lead_ids: list[str] | None, until: dict[str, pd.Timestamp] | None) -> dict:  # noqa: ANN001
-    """lead_id -> (query vector, messages used), messages sent up to `until[lead]` when given."""
+    """lead_id -> (query vector, messages used): the lead's inbound messages, those sent up to `until[lead]` when
+    given."""
     if lead_ids is None:
         rows = conn.execute("SELECT lead_id, sent_at, embedding FROM text_store.messages WHERE embedding IS NOT "
-                            "NULL").fetchall()
+                            "NULL AND direction = 'inbound'").fetchall()
     else:
         rows = conn.execute("SELECT lead_id, sent_at, embedding FROM text_store.messages WHERE embedding IS NOT NULL "
-                            "AND lead_id = ANY(%s)", (lead_ids,)).fetchall()
+                            "AND direction = 'inbound' AND lead_id = ANY(%s)", (lead_ids,)).fetchall()
     by_lead: dict[str, list[np.ndarray]] = {}
     for lead_id, sent_at, embedding in rows:
         if until is not None and lead_id in until and pd.Timestamp(sent_at) > until[lead_id]:

@@ -1,8 +1,10 @@
 """The text re-ranker at serving time: a lead's text-intent signal, and the fitted blend with the ensemble score.
 
-Signal: the lead's message embeddings (all-MiniLM-L6-v2, 384 dims) averaged into one query vector; its nearest
-messages among past leads with a known outcome (pgvector HNSW, cosine) vote with their lead's label, weighted by
-similarity and shrunk towards the base rate: s = (sum w*y + m*prior) / (sum w + m). Stored leads' signals are
+Signal: the lead's own messages (inbound: what the lead wrote or said, not the broker's texts and call notes, which
+do not depend on the lead's intent) embedded with all-MiniLM-L6-v2 (384 dims) and averaged into one query vector;
+its nearest inbound messages among past leads with a known outcome (pgvector HNSW, cosine, a partial index on
+inbound messages) vote with their lead's label, weighted by similarity and shrunk towards the base rate:
+s = (sum w*y + m*prior) / (sum w + m). Stored leads' signals are
 read from serving.text_signals (precomputed by `leadscore rerank fit`, serving/rerank_fit.py); only leads that send
 new text get one at request time, and only text not seen before is embedded (the lead's stored vectors and an LRU
 cache are reused).
@@ -32,7 +34,7 @@ log = logging.getLogger("leadscore.serving.reranker")
 NEIGHBOURS_SQL = """
 SELECT n.lead_id, n.sim, l.label FROM (
     SELECT lead_id, 1 - (embedding <=> %(q)s) AS sim FROM text_store.messages
-    WHERE embedding IS NOT NULL ORDER BY embedding <=> %(q)s LIMIT %(pool)s) n
+    WHERE embedding IS NOT NULL AND direction = 'inbound' ORDER BY embedding <=> %(q)s LIMIT %(pool)s) n
 {restrict}
 JOIN LATERAL (SELECT label FROM offline.labels lb WHERE lb.lead_id = n.lead_id
               ORDER BY lb.event_timestamp DESC LIMIT 1) l ON true
@@ -204,7 +206,7 @@ class RerankerHolder:
 
     def _live_signal(self, conn, lead_id: str, messages: list[str], params: SignalParams) -> float:  # noqa: ANN001
         rows = conn.execute("SELECT text, embedding FROM text_store.messages WHERE lead_id = %s AND embedding IS "
-                            "NOT NULL", (lead_id,)).fetchall()
+                            "NOT NULL AND direction = 'inbound'", (lead_id,)).fetchall()
         # pgvector >= 0.4 loads vector columns as pgvector.Vector, not numpy
         known = {t: np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype="float32") for t, v in rows
                  if t is not None}

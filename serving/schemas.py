@@ -28,7 +28,9 @@ class LeadInput(_Strict):
     features: dict[Annotated[str, StringConstraints(max_length=64)], FeatureValue] | None = Field(
         None, max_length=200, description="feature values that override or complete the online ones (by name)")
     messages: list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_TEXT_CHARS)]] | None = Field(
-        None, max_length=20, description="recent message text (WhatsApp, email, call notes) for the re-ranker")
+        None, max_length=20,
+        description="the lead's own recent messages (WhatsApp, SMS, email replies, what the lead said on a call) for "
+                    "the re-ranker")
 
 
 class ScoreRequest(LeadInput):

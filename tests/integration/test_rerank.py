@@ -86,9 +86,10 @@ def streamed(settings: Settings, applied_store, tmp_path_factory: pytest.TempPat
             "SELECT (SELECT count(DISTINCT lead_id) FROM offline.labels WHERE dataset = 'broker_leads'), "
             "(SELECT count(*) FROM offline.labels WHERE dataset = 'broker_leads' AND label = 1), "
             "(SELECT count(*) FROM text_store.messages WHERE embedding IS NOT NULL), "
-            "(SELECT count(DISTINCT lead_id) FROM text_store.messages WHERE embedding IS NOT NULL)").fetchone()
+            "(SELECT count(DISTINCT lead_id) FROM text_store.messages WHERE embedding IS NOT NULL "
+            "AND direction = 'inbound')").fetchone()
     print(f"sent {sent} events; labels {counts[0]} ({counts[1]} converted); embedded {embedded} -> {counts[2]} "
-          f"messages of {counts[3]} leads")
+          f"messages; {counts[3]} leads wrote some")
     return {"sent": sent, "labelled": counts[0], "positives": counts[1], "messages": counts[2],
             "leads_with_text": counts[3]}
 
