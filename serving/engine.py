@@ -7,8 +7,9 @@ one consent query for leads not cached, one model call, one re-ranker lookup. Pe
 
 from __future__ import annotations
 
+import itertools
 import logging
-import uuid
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,16 @@ class Item:
     inline: dict[str, Any] | None
     messages: list[str] | None
     key: ApiKey
-    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    request_id: str = field(default_factory=lambda: new_request_id())
+
+
+_REQUEST_PREFIX, _REQUESTS = secrets.token_hex(4), itertools.count()
+
+
+def new_request_id() -> str:
+    """16 hex characters, unique across the service's processes: a random prefix per process and a counter (no
+    kernel randomness per request, as uuid4 needs)."""
+    return f"{_REQUEST_PREFIX}{next(_REQUESTS) & 0xFFFFFFFF:08x}"
 
 
 @dataclass

@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
@@ -139,14 +138,14 @@ class LeadScorer:
     async def handle_rank(self, request: RankRequest, headers: Mapping[str, str]) -> Reply:
         """Rank up to 10,000 leads best first, in one model call, re-ranked by message text when fitted."""
         from serving.db import Unavailable
-        from serving.engine import Item
+        from serving.engine import Item, new_request_id
         from serving.features import FeatureError
 
         started = time.perf_counter()
         key, denied = await self._authorize(headers, "rank", started)
         if denied is not None:
             return denied
-        request_id = uuid.uuid4().hex[:16]  # one call, one request id for all its leads
+        request_id = new_request_id()  # one call, one request id for all its leads
         items = [Item(lead.lead_id, lead.features, lead.messages, key, request_id) for lead in request.leads]
         try:
             self.engine.check_inline(items, indexed=True)

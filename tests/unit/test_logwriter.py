@@ -32,3 +32,11 @@ def test_the_queue_keeps_the_newest_rows_and_counts_what_it_drops() -> None:
     finally:
         writer._stop.set()
         writer._wake.set()
+
+
+def test_request_ids_are_unique_16_hex_characters() -> None:
+    from serving.engine import new_request_id
+
+    ids = [new_request_id() for _ in range(50_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids[:100])
