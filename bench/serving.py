@@ -50,6 +50,7 @@ def floor(settings, leads: list[str], seconds: float) -> dict:  # noqa: ANN001
         rows, _ = online.read(ids)
         model.score([{f: r.get(f) for f in model.features} for r in rows], explain=method, top_k=3)
 
+    score(leads[:8], "path")  # as the service does when it loads a model: path tables built, the leaf walk compiled
     out = {}
     for name, batch, method in [("score_batch_1", 1, "path"), ("score_batch_8", 8, "path"),
                                 ("score_batch_32", 32, "path"), ("score_shap_batch_8", 8, "shap")]:
