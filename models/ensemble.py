@@ -192,7 +192,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
                        method: str = "shap") -> tuple[np.ndarray, np.ndarray]:
         """(rows x features) contributions and the base per row: tree SHAP, or tree paths (from the leaves)."""
         if method == "path":
-            return self.path_tables(member).contributions(self._leaves(member, encoded, xgb_matrix))
+            return self.path_tables(member).contributions(self._leaves(member, encoded))
         if member == "xgboost":
             matrix = self._xgb_matrix(encoded) if xgb_matrix is None else xgb_matrix
             raw = xgb_threads(self._models["xgboost"], len(encoded.trees)).predict(
@@ -202,7 +202,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         raw = np.asarray(raw, "float64")
         return raw[:, :-1], raw[:, -1]
 
-    def _leaves(self, member: str, encoded: Encoded, xgb_matrix=None, rows: int | None = None) -> np.ndarray:  # noqa: ANN001, ARG002
+    def _leaves(self, member: str, encoded: Encoded) -> np.ndarray:
         """The leaf each tree of the booster sends each row to (rows x trees), as the booster's `pred_leaf` gives it,
         from models/forest.py's compiled walk of its trees (no DMatrix, no call into the library)."""
         forests = getattr(self, "_forests", None)
@@ -216,8 +216,8 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         return forests[member].leaves(encoded.trees)
 
     def _all_leaves(self, boosters: list[str], encoded: Encoded, keep_matrix: bool = False) -> dict:
-        """Each booster's leaves for all rows; big batches in two halves on two threads (the boosters release the
-        GIL: 1,000 rows took 10.4 ms this way against 17.0 ms on one thread, on this project's 2-core machine)."""
+        """Each booster's leaves for all rows; big batches in two halves on two threads (the walk releases the GIL);
+        with `keep_matrix`, XGBoost's DMatrix of the rows too (tree SHAP needs it)."""
         n = len(encoded.trees)
         workers = min(2, os.cpu_count() or 1)
         if n < PARALLEL_ROWS or workers < 2:
@@ -225,7 +225,7 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             out["matrix"] = self._xgb_matrix(encoded) if keep_matrix and "xgboost" in boosters and n else None
             return out
         halves = [encoded.rows(slice(0, n // 2)), encoded.rows(slice(n // 2, n))]
-        parts = list(leaf_pool().map(lambda part: {m: self._leaves(m, part, rows=1) for m in boosters}, halves))
+        parts = list(leaf_pool().map(lambda part: {m: self._leaves(m, part) for m in boosters}, halves))
         out = {m: np.concatenate([p[m] for p in parts]) for m in boosters}
         out["matrix"] = self._xgb_matrix(encoded) if keep_matrix and "xgboost" in boosters else None
         return out

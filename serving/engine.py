@@ -1,7 +1,7 @@
 """The synchronous core behind the HTTP endpoints: consent, features, model, re-ranker and logs, one batch at a time.
 
 Every call takes a whole batch (the micro-batched /score requests, or one /rank list): one pipelined Redis read,
-one consent query for leads not cached, one model call, one re-ranker lookup. Per-lead outcomes come back as
+consent from memory (serving/consent.py), one model call, one re-ranker lookup. Per-lead outcomes come back as
 (HTTP status, body) pairs; a dependency that does not answer raises `Unavailable` for the whole batch.
 """
 
