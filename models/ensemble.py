@@ -17,9 +17,10 @@ log-odds, each multiplied by the member's stacker weight; the MLP's share, which
 is reported apart as `unattributed` so base_value + contributions + unattributed = z.
 
 Serving's path (`score_records`) computes the same function with less per-call work: each booster's margin is the
-sum of the leaves its `pred_leaf` lookup returns (models/paths.py; the same lookup gives path explanations), and the
-MLP runs as numpy (models.tabular_net.NumpyNet). Both agree with the frame path to float32 rounding (about 1e-6 in
-log-odds, tested), and every serving call uses them, so /score and /rank give a lead the same score.
+sum of the leaves its trees send the row to (models/forest.py walks them; models/paths.py sums them and gives the
+path explanations from the same leaves), and the MLP runs as numpy (models.tabular_net.NumpyNet). Both agree with
+the frame path to float32 rounding (about 1e-6 in log-odds, tested), and every serving call uses them, so /score and
+/rank give a lead the same score.
 """
 
 from __future__ import annotations

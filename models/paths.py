@@ -3,10 +3,11 @@
 For one tree, every node's value is the mean of its leaves' outputs weighted by their training hessian (XGBoost's
 cover, LightGBM's leaf weight); a row's path from the root to its leaf changes that value at each split, and each
 change is credited to the split's feature. Summed over the trees, base + contributions = the booster's raw margin,
-exactly, as for tree SHAP. Unlike tree SHAP, the attribution depends only on the leaf each tree sends the row to,
-so it is precomputed once per leaf: explaining a row costs the boosters' own leaf lookup (`pred_leaf`, in C++) and
-one gather and sum. Tree SHAP also weighs the splits a row did not take, which makes it the better attribution
-and 25x the cost here; serving offers both (see docs/serving.md for how often their top features agree).
+exactly, as for tree SHAP. Unlike tree SHAP, the attribution depends only on the leaf each tree sends the row to, so
+it is precomputed once per leaf: explaining a row costs a leaf lookup (models/forest.py's compiled walk, equal to
+the boosters' `pred_leaf`) and one gather and sum. Tree SHAP also weighs the splits a row did not take, which makes
+it the better attribution and 25x the cost here; serving offers both (see docs/serving.md for how often their top
+features agree).
 """
 
 from __future__ import annotations
