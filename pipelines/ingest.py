@@ -1,6 +1,7 @@
 """`leadscore ingest crm FILE --spec SPEC`: stream a CRM export into the offline store, rejects explained.
 
-The file is read in chunks (CSV or Parquet, any size), checked by the spec (pipelines/validate.py), and written with
+The file is read in chunks (CSV or Parquet, any size; the CSV dialect from the spec's `csv:` block or detected, see
+pipelines/csv_read.py), checked by the spec (pipelines/validate.py), and written with
 COPY into a staging table, then upserted on (lead_id, event_timestamp): re-ingesting the same file changes nothing.
 Labels go to `offline.labels`, consent to `compliance.consent`, failing rows to `offline.ingest_rejects` with the
 reason, and one summary line per run to `offline.ingest_runs` and `compliance.audit_log`.
@@ -12,15 +13,22 @@ import hashlib
 import io
 import json
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from infra.config import Settings
+from pipelines.csv_read import PARQUET, read_chunks
+from pipelines.file_checks import label_matches, open_checked
+from pipelines.generated_ids import RowIds
 from pipelines.spec import SQL_TYPES, DatasetSpec, SpecError
 from pipelines.validate import CheckedChunk, check_chunk
+
+__all__ = ["IngestResult", "ensure_table", "ingest_crm", "read_chunks", "write_chunk"]
+# the PostgreSQL types a stored feature of each LeadScore type may have (hand-written tables use narrower ones)
+SQL_FAMILIES = {"string": {"text", "character varying", "character"}, "int": {"bigint", "integer", "smallint"},
+                "float": {"double precision", "real", "numeric"}, "bool": {"boolean"}}
 
 
 @dataclass
@@ -32,6 +40,7 @@ class IngestResult:
     rows_rejected: int = 0
     reasons: Counter = field(default_factory=Counter)
     unused_columns: list[str] = field(default_factory=list)
+    read_as: str = ""  # the CSV dialect, e.g. "separator ';' (detected), ..., encoding cp1252 (detected: ...)"
 
 
 def file_sha256(path: Path) -> str:
@@ -42,41 +51,33 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_chunks(path: Path, chunk_rows: int) -> Iterator[tuple[pd.DataFrame, int]]:
-    """Yield (chunk with every column as text or None, bytes consumed so far)."""
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        per_row = path.stat().st_size / max(pf.metadata.num_rows, 1)
-        done = 0
-        for batch in pf.iter_batches(batch_size=chunk_rows):
-            frame = batch.to_pandas().astype(object)
-            frame = frame.where(frame.notna(), None).map(lambda v: None if v is None else str(v))
-            done += len(frame)
-            yield frame, int(done * per_row)
-        return
-    if suffix not in (".csv", ".txt", ".gz"):
-        raise SpecError(f"{path.name}: unsupported file type {suffix!r}; give a .csv or .parquet file")
-    with open(path, "rb") as fh:
-        reader = pd.read_csv(fh, dtype=str, keep_default_na=False, chunksize=chunk_rows,
-                             compression="infer" if suffix == ".gz" else None)
-        for chunk in reader:
-            yield chunk, fh.tell()
+def _type_changes(have: dict[str, str], spec: DatasetSpec) -> list[str]:
+    """'column: stored type -> spec type' for each stored feature whose type the spec changes."""
+    return [f"'{name}' from {have[name]} to {SQL_TYPES[kind]} ({kind})" for name, kind in spec.feature_columns
+            if name in have and have[name] not in SQL_FAMILIES[kind]]
 
 
 def ensure_table(conn, spec: DatasetSpec) -> None:  # noqa: ANN001
-    """Create the dataset's offline table, or add the spec's new feature columns to it."""
+    """Create the dataset's offline table, or add the spec's new feature columns to it; refuse a changed type."""
+    table = spec.table.split(".", 1)[1]
+    have = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns WHERE "
+                             "table_schema = 'offline' AND table_name = %s", (table,)).fetchall())
+    changed = _type_changes(have, spec)
+    more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
     if spec.feature_view:  # a hand-written view's table, made by a migration: check it fits, never alter it
-        have = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns WHERE "
-                                           "table_schema = 'offline' AND table_name = %s", (spec.feature_view,))}
         missing = [name for name, _ in spec.feature_columns if name not in have]
         if not have or missing:
             raise SpecError(f"spec '{spec.name}' loads into {spec.table}, which "
                             + ("does not exist" if not have else f"has no column(s) {missing}")
                             + ": add them in a new migration in infra/migrations/")
+        if changed:
+            raise SpecError(f"spec '{spec.name}' changes the type of column {changed[0]}{more} of {spec.table}, a "
+                            "hand-written view's table: change the spec back, or the table in a new migration")
         return
+    if changed:
+        raise SpecError(f"spec '{spec.name}' changes the type of column {changed[0]}{more} of {spec.table}: stored "
+                        f"rows are not converted in place; replace the dataset with `leadscore dataset drop "
+                        f"{spec.name} --yes`, then ingest the file again")
     cols = ",\n".join(f'    "{name}" {SQL_TYPES[kind]}' for name, kind in spec.feature_columns)
     conn.execute(f"""CREATE TABLE IF NOT EXISTS {spec.table} (
     lead_id text NOT NULL,
@@ -171,6 +172,11 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         raise SpecError(f"{path} does not exist")
     result = IngestResult(spec.name, file_sha256(path))
     pii_key = settings.secret("pii_hmac", create=True).encode()
+    dialect, columns = open_checked(path, spec)  # the header, encoding and label file before anything is written
+    result.read_as = "" if path.suffix.lower() in PARQUET else dialect.describe()
+    result.unused_columns = sorted(set(columns) - spec.known_columns())
+    positives = label_matches(spec, path)
+    ids = RowIds(spec, pii_key) if spec.entity.generate else None
     seen: set = set()
     with psycopg.connect(settings.pg_dsn()) as conn:
         ensure_table(conn, spec)
@@ -179,15 +185,10 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         conn.commit()
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"ingest {spec.name}",
                    disable=not progress)
-        for chunk, consumed in read_chunks(path, chunk_rows):
-            if result.rows_read == 0:
-                missing = sorted(spec.known_columns() - set(chunk.columns) - set(spec.ignore))
-                if missing:
-                    raise SpecError(f"{path.name} has no column(s) {missing} that spec '{spec.name}' names; "
-                                    f"the file has {list(chunk.columns)[:12]}...")
-                result.unused_columns = sorted(set(chunk.columns) - spec.known_columns())
+        for chunk, consumed in read_chunks(path, chunk_rows, dialect):
             chunk.index = pd.RangeIndex(result.rows_read + 1, result.rows_read + 1 + len(chunk))
-            checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key)
+            checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key, ids=ids, dialect=dialect,
+                                  label_values=positives)
             with conn.transaction():
                 result.rows_loaded += write_chunk(conn, spec, checked, result.file_sha256, seen)
             result.rows_read += len(chunk)
@@ -200,6 +201,7 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
                      (result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
         conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
                      (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
-                                  "loaded": result.rows_loaded, "rejected": result.rows_rejected}),))
+                                  "loaded": result.rows_loaded, "rejected": result.rows_rejected,
+                                  "read_as": result.read_as}),))
         conn.commit()
     return result

@@ -27,9 +27,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class CsvSpec(_Strict):
+    """How a CSV is written; anything left out is detected from the file (pipelines/csv_read.py)."""
+
+    separator: str | None = Field(None, description="field separator, e.g. ',', ';', '\\t' or '|'")
+    quote: str | None = Field(None, description="quote character, e.g. '\"' or \"'\"")
+    encoding: str | None = Field(None, description="text encoding, e.g. utf-8, utf-8-sig, cp1252, latin-1")
+    decimal: Literal[".", ","] | None = Field(None, description="decimal mark of numbers")
+    thousands: Literal[".", ",", " ", "'"] | None = Field(None, description="thousands separator of numbers")
+
+    @field_validator("separator", "quote")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        if v is not None and len(v) != 1:
+            raise ValueError(f"{v!r} must be a single character (write a tab as \"\\t\")")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"{v!r} is not an encoding Python knows (e.g. utf-8, cp1252, latin-1)") from None
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self) -> CsvSpec:
+        if self.decimal and self.decimal == self.thousands:
+            raise ValueError("`decimal` and `thousands` cannot be the same character")
+        if self.decimal and self.decimal == self.separator:
+            raise ValueError("`decimal` cannot be the field separator")
+        return self
+
+
 class EntitySpec(_Strict):
-    column: str = Field(description="the file's column holding the lead's id")
+    column: str | None = Field(None, description="the file's column holding the lead's id")
+    generate: Literal["row_hash", "row_number"] | None = Field(
+        None, description="no id column: row_hash = keyed hash of the row's values (rh-...), "
+        "row_number = <dataset>-<n> (stable only while the file's row order is)")
     hash: bool = Field(False, description="store a keyed hash of the id instead of the id (ids that are PII)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EntitySpec:
+        if (self.column is None) == (self.generate is None):
+            raise ValueError("give exactly one of `column` (the lead id's column) or `generate` (row_hash or "
+                             "row_number, when the file has no id)")
+        if self.generate and self.hash:
+            raise ValueError("`hash` applies to an id column; generated ids are already pseudonymous")
+        return self
 
 
 class TimestampSpec(_Strict):
@@ -46,10 +95,27 @@ class TimestampSpec(_Strict):
         return self
 
 
+class MatchesSpec(_Strict):
+    """The label comes from a second file: positive when the row's value appears in that file's column."""
+
+    file: str = Field(description="the second file; a relative path is resolved from the ingested file's folder")
+    column: str = Field(description="the column of the second file holding the values to match")
+    csv: CsvSpec | None = Field(None, description="how the second file is written (default: detected)")
+
+
 class LabelSpec(_Strict):
     column: str
     positive: list[str | int | float | bool] = Field(default_factory=lambda: [1, "1", "yes", "Yes", True])
     negative: list[str | int | float | bool] = Field(default_factory=lambda: [0, "0", "no", "No", False])
+    matches: MatchesSpec | None = Field(None, description="positive if `column`'s value is in another file's column, "
+                                        "negative otherwise")
+
+    @model_validator(mode="after")
+    def _values_or_matches(self) -> LabelSpec:
+        if self.matches and self.model_fields_set & {"positive", "negative"}:
+            raise ValueError("with `matches`, a row is positive when its value is in the other file and negative "
+                             "otherwise: `positive` and `negative` do not apply")
+        return self
 
 
 class FeatureSpec(_Strict):
@@ -99,6 +165,7 @@ class DatasetSpec(_Strict):
     source_url: str | None = None
     ttl_days: int = Field(3650, ge=1)
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
+    csv: CsvSpec | None = Field(None, description="separator, quote, encoding, decimal mark; default: detected")
     entity: EntitySpec
     event_timestamp: TimestampSpec
     label: LabelSpec | None = None
@@ -146,7 +213,10 @@ class DatasetSpec(_Strict):
         return cols + [(p.as_feature, "string") for p in self.pii if p.action == "hash" and p.as_feature]
 
     def known_columns(self) -> set[str]:
-        cols = {self.entity.column, *self.leaks_label, *self.ignore, *(f.column for f in self.features)}
+        """Every column of the file the spec names (a generated id names none)."""
+        cols = {*self.leaks_label, *self.ignore, *(f.column for f in self.features)}
+        if self.entity.column:
+            cols.add(self.entity.column)
         cols |= {p.column for p in self.pii} | {c.column for c in self.consent.values() if c.column}
         if self.event_timestamp.column:
             cols.add(self.event_timestamp.column)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from pipelines.csv_read import COMMA_NUMBER, Dialect
+from pipelines.generated_ids import RowIds
 from pipelines.spec import DatasetSpec
 
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
@@ -44,9 +46,31 @@ def _missing(col: pd.Series, null_values: set[str]) -> pd.Series:
     return col.isna() | col.astype(str).str.strip().isin(null_values)
 
 
-def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: bytes) -> CheckedChunk:
-    """Parse `raw` (all columns as strings) by the spec; `first_row` is the 1-based file row of raw's first line."""
+def _numbers(text: pd.Series, dialect: Dialect) -> pd.Series:
+    """Numbers written with the file's decimal mark and thousands separator."""
+    if dialect.thousands:
+        text = text.str.replace(dialect.thousands, "", regex=False)
+    if dialect.decimal != ".":
+        text = text.str.replace(dialect.decimal, ".", regex=False)
+    return pd.to_numeric(text, errors="coerce")
+
+
+def _not_a_number(text: pd.Series, dialect: Dialect) -> pd.Series:
+    hint = (" (numbers here use '.' as the decimal mark: set `csv: {decimal: \",\"}` in the spec if the file "
+            "writes 1,5)") if dialect.decimal == "." else ""
+    return text.map(repr) + " is not a number" + text.map(lambda v: hint if COMMA_NUMBER.match(v) else "")
+
+
+def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: bytes, *, ids: RowIds | None = None,
+                dialect: Dialect | None = None, label_values: frozenset[str] | None = None) -> CheckedChunk:
+    """Parse `raw` (all columns as strings) by the spec; `first_row` is the 1-based file row of raw's first line.
+
+    `ids` generates lead ids for a spec with `entity: {generate: ...}` (one RowIds per file; a fresh one is made for a
+    single chunk), `dialect` gives the decimal mark and thousands separator of numbers, and `label_values` the
+    positive values of a `label: {matches: ...}` spec (file_checks.label_matches).
+    """
     n = len(raw)
+    dialect = dialect or Dialect()
     reasons = pd.Series([""] * n, index=raw.index, dtype=object)
     nulls = set(spec.null_values)
 
@@ -55,15 +79,24 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         if mask.any():
             reasons[mask] = message[mask] if isinstance(message, pd.Series) else message
 
+    if spec.entity.generate:  # from the raw values, before PII is hashed
+        ids = ids or RowIds(spec, pii_key)
+        generated = ids(raw, first_row)
+    label_raw = raw[spec.label.column].copy() if spec.label else None
     for p in spec.pii:  # before anything else touches the data: hash or drop
         if p.action == "hash":
             raw[p.column] = keyed_hash(raw[p.column].where(~_missing(raw[p.column], nulls), None), pii_key)
     out = pd.DataFrame(index=raw.index)
 
-    ent = raw[spec.entity.column]
-    fail(_missing(ent, nulls), f"missing lead id (column '{spec.entity.column}')")
-    ent = ent.astype(str).str.strip()
-    out["lead_id"] = keyed_hash(ent, pii_key) if spec.entity.hash else ent
+    if spec.entity.generate:
+        no_id = pd.Series(False, index=raw.index)
+        out["lead_id"] = generated
+    else:
+        ent = raw[spec.entity.column]
+        no_id = _missing(ent, nulls)
+        fail(no_id, f"missing lead id (column '{spec.entity.column}')")
+        ent = ent.astype(str).str.strip()
+        out["lead_id"] = keyed_hash(ent, pii_key) if spec.entity.hash else ent
 
     ts_spec = spec.event_timestamp
     if ts_spec.column:
@@ -81,8 +114,15 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         out["event_timestamp"] = pd.Timestamp(ts_spec.default)
 
     labels = None
-    if spec.label:
-        col = raw[spec.label.column].astype(str).str.strip()
+    if spec.label and spec.label.matches:
+        if label_values is None:
+            raise ValueError(f"spec {spec.name!r} takes its label from {spec.label.matches.file}: pass label_values")
+        col = label_raw.astype(str).str.strip()
+        fail(_missing(label_raw, nulls), f"label column '{spec.label.column}' is missing (it is matched against "
+             f"{spec.label.matches.file})")
+        labels = col.isin(label_values).astype("int8")
+    elif spec.label:
+        col = label_raw.astype(str).str.strip()
         pos = col.isin({str(v) for v in spec.label.positive})
         neg = col.isin({str(v) for v in spec.label.negative})
         fail(~(pos | neg), "label " + col.map(repr) + f" (column '{spec.label.column}') is neither a positive "
@@ -97,8 +137,8 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         if f.required:
             fail(missing, f"{where} is required but missing")
         if f.type in ("int", "float"):
-            num = pd.to_numeric(text.where(~missing), errors="coerce")
-            fail(~missing & num.isna(), f"{where}: " + text.map(repr) + " is not a number")
+            num = _numbers(text.where(~missing), dialect)
+            fail(~missing & num.isna(), f"{where}: " + _not_a_number(text, dialect))
             if f.type == "int":
                 fail(~missing & num.notna() & (num % 1 != 0), f"{where}: " + text.map(repr) + " is not a whole number")
             if f.min is not None:
@@ -131,7 +171,7 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     payload = raw.loc[bad].drop(columns=dropped, errors="ignore")
     rejects = pd.DataFrame({
         "row_number": np.arange(first_row, first_row + n)[bad.to_numpy()],
-        "lead_id": out.loc[bad, "lead_id"].where(~_missing(raw.loc[bad, spec.entity.column], nulls), None),
+        "lead_id": out.loc[bad, "lead_id"].where(~no_id[bad], None),
         "reason": reasons[bad],
         "payload": payload.to_dict(orient="records"),
     })
