@@ -26,7 +26,8 @@ def test_shipped_specs_load_and_keep_leaks_out_of_features() -> None:
     assert xe.feature_service == "xeducation_v1"
 
 
-@pytest.mark.parametrize("name", ["xeducation_Leads.csv", "health_insurance_cross_sell_30pct_subset.csv"])
+@pytest.mark.parametrize("name", ["xeducation_Leads.csv", "health_insurance_cross_sell_30pct_subset.csv",
+                                  "olist_marketing_qualified_leads.csv"])
 def test_every_column_of_the_shared_files_is_accounted_for(name: str) -> None:
     spec = next(s for s in load_all_specs(DATASETS) if name.startswith(s.name.split("_")[0]))
     header = pd.read_csv(SHARED / name, nrows=0).columns
@@ -119,3 +120,44 @@ features:
     assert row["phone_hash"] != "98100 00000" and len(row["phone_hash"]) == 64
     assert all("Asha" not in str(p) and "98100" not in str(p) for p in checked.rejects["payload"])
     assert checked.labels.tolist() == [1]
+
+
+def test_olist_labels_come_from_the_closed_deals_file() -> None:
+    from models.data import frame_from_file
+
+    spec = load_spec(DATASETS / "olist.yaml")
+    leads = pd.read_csv(SHARED / "olist_marketing_qualified_leads.csv", dtype=str)
+    deals = pd.read_csv(SHARED / "olist_closed_deals.csv", dtype=str)
+    frame = frame_from_file(SHARED / "olist_marketing_qualified_leads.csv", spec)
+    assert len(frame) == len(leads) == 8000
+    assert frame["label"].sum() == deals["mql_id"].drop_duplicates().isin(set(leads["mql_id"])).sum() > 0
+    won = set(deals["mql_id"])
+    assert (frame["label"] == frame["lead_id"].isin(won)).all()
+    leaking = set(deals.columns) - {"mql_id"}  # known only once the deal closes
+    assert not leaking & {c for c in frame.columns} and not leaking & spec.known_columns()
+
+
+def test_a_label_file_is_read_from_the_ingested_files_folder(tmp_path: Path) -> None:
+    from models.data import frame_from_file
+
+    spec = load_spec(_write(tmp_path, BASE + "label: {column: id, matches: {file: won.csv, column: lead}}\n"))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "crm.csv").write_text("id,ts,a\nL1,2024-01-01,1\nL2,2024-01-01,2\nL3,2024-01-01,3\n")
+    with pytest.raises(SpecError, match=r"`label.matches.file` 'won.csv' does not exist \(looked for .*data/won.csv"):
+        frame_from_file(tmp_path / "data" / "crm.csv", spec)
+    (tmp_path / "data" / "won.csv").write_text("lead;amount\nL3;1,5\nL9;2\n")  # its own dialect, detected
+    frame = frame_from_file(tmp_path / "data" / "crm.csv", spec)
+    assert frame["label"].tolist() == [0, 0, 1]
+
+
+@pytest.mark.parametrize(("block", "message"), [
+    ("csv: {separator: ';;'}", r"field `csv.separator`: .*single character"),
+    ("csv: {encoding: klingon}", r"field `csv.encoding`: .*not an encoding Python knows"),
+    ("csv: {decimal: ',', thousands: ','}", r"cannot be the same character"),
+    ("csv: {delimiter: ';'}", r"field `csv.delimiter`: Extra inputs are not permitted"),
+    ("label: {column: a, positive: [1], matches: {file: f.csv, column: x}}", r"`positive` and `negative` do not"),
+])
+def test_a_wrong_csv_or_label_block_names_the_field(tmp_path: Path, block: str, message: str) -> None:
+    text = BASE.replace("{column: a, name: a,", "{column: b, name: b,")  # `a` free to be the label
+    with pytest.raises(SpecError, match=message):
+        load_spec(_write(tmp_path, text + block + "\n"))
