@@ -21,9 +21,10 @@ app.add_typer(infra_app, name="infra")
 
 
 def _register_pipelines() -> None:
-    from pipelines.cli import features_app, ingest_app, materialize_command
+    from pipelines.cli import dataset_app, features_app, ingest_app, materialize_command
 
     app.add_typer(ingest_app, name="ingest")
+    app.add_typer(dataset_app, name="dataset")
     app.add_typer(features_app, name="features")
     app.command("materialize")(materialize_command)
     from pipelines.streams.cli import stream_app

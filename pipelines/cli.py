@@ -1,10 +1,11 @@
-"""Commands for the feature store: apply the Feast repo, ingest CRM files, materialize, read features."""
+"""Commands for the feature store: apply the Feast repo, ingest CRM files, replace datasets, materialize, read."""
 
 from __future__ import annotations
 
 import json
 import logging
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,8 @@ import typer
 ingest_app = typer.Typer(help="Load data into the offline store.", no_args_is_help=True)
 features_app = typer.Typer(help="The Feast repo: apply it, read features online, build training sets.",
                            no_args_is_help=True)
+dataset_app = typer.Typer(help="The datasets the specs describe: what each stored; replace one from scratch.",
+                          no_args_is_help=True)
 log = logging.getLogger("leadscore.materialize")
 
 
@@ -21,6 +24,16 @@ def _settings():
     from infra.config import Settings
 
     return Settings.load()
+
+
+def _fail(message: object) -> None:
+    """One red line on stderr and exit 1: a problem the user can fix, never a traceback."""
+    typer.secho(f"error: {message}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _stdin_is_tty() -> bool:
+    return sys.stdin.isatty()
 
 
 @ingest_app.command("crm")
@@ -31,9 +44,14 @@ def ingest_crm_command(
 ) -> None:
     """Load a CRM export into the offline store by its spec; rejected rows are kept with their reason."""
     from pipelines.ingest import ingest_crm
-    from pipelines.spec import load_spec
+    from pipelines.spec import SpecError, load_spec
 
-    result = ingest_crm(_settings(), file, load_spec(spec), chunk_rows=chunk_rows)
+    try:
+        result = ingest_crm(_settings(), file, load_spec(spec), chunk_rows=chunk_rows)
+    except SpecError as exc:
+        _fail(exc)
+    if result.read_as:
+        typer.echo(f"  read as: {result.read_as}")
     typer.echo(f"{result.dataset}: read {result.rows_read}, loaded {result.rows_loaded}, "
                f"rejected {result.rows_rejected}")
     for reason, count in result.reasons.most_common(5):
@@ -147,3 +165,54 @@ def features_training_set(
     frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
     positives = int(frame["label"].sum())
     typer.echo(f"{len(frame)} rows ({positives} positive), {frame.shape[1] - 3} features -> {out}")
+
+
+@dataset_app.command("list")
+def dataset_list() -> None:
+    """Each dataset (every spec, then ingested datasets whose spec is gone): its table's rows, labels, rejects."""
+    from pipelines.dataset import list_datasets
+
+    infos = list_datasets(_settings())
+    typer.echo(f"{'dataset':<24} {'table':<32} {'rows':>9} {'labels':>9} {'rejects':>8} {'runs':>5}  spec")
+    for i in infos:
+        rows = "-" if i.rows is None else str(i.rows)
+        spec = str(i.spec_path.relative_to(Path.cwd())) if i.spec_path and i.spec_path.is_relative_to(Path.cwd()) \
+            else str(i.spec_path or "(no spec)")
+        typer.echo(f"{i.name:<24} {i.table:<32} {rows:>9} {i.counts['labels']:>9} {i.counts['ingest_rejects']:>8} "
+                   f"{i.counts['ingest_runs']:>5}  {spec}" + (f" (view {i.hand_written})" if i.hand_written else ""))
+
+
+@dataset_app.command("drop")
+def dataset_drop(
+    name: Annotated[str, typer.Argument(help="the dataset's name (its spec's `name:`)")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="drop without asking")] = False,
+) -> None:
+    """Delete a spec-generated dataset: table, labels, rejects, runs, online fields and registry entries."""
+    from pipelines.dataset import DatasetError, drop_dataset, plan_drop
+    from pipelines.spec import SpecError
+
+    settings = _settings()
+    try:
+        info, _ = plan_drop(settings, name)
+    except (DatasetError, SpecError) as exc:
+        _fail(exc)
+    if not yes:
+        if not _stdin_is_tty():
+            _fail(f"not dropping dataset {name!r} without confirmation: there is no terminal to ask on; "
+                  f"pass --yes to drop it ({info.summary()})")
+        if not typer.confirm(f"drop dataset {name!r}: {info.summary()}, its online fields and registry entries? "
+                             "This cannot be undone", default=False):
+            typer.echo("nothing dropped")
+            raise typer.Exit(1)
+    try:
+        result = drop_dataset(settings, name)
+    except (DatasetError, SpecError) as exc:
+        _fail(exc)
+    typer.echo(f"dropped dataset {name}: {result.info.summary()}; Redis: {result.online_fields} fields of view "
+               f"{name} removed from {result.online_keys} lead keys; registry: "
+               f"{', '.join(result.registry) or 'nothing registered'}; audit_log id {result.audit_id}")
+    typer.echo("  consent records kept (compliance.consent belongs to the lead, not to one dataset)")
+    if result.info.spec_path:
+        typer.echo(f"  the spec {result.info.spec_path} still exists: the next `leadscore features apply` registers "
+                   f"an empty view {name} again; ingest again to replace the dataset, or move the spec away to "
+                   "retire it")
