@@ -98,6 +98,9 @@ def _refuse_hand_written(info: DatasetInfo, store) -> None:  # noqa: ANN001 - fe
         raise DatasetError(f"dataset {info.name!r} loads into the hand-written feature view {info.hand_written!r} "
                            f"({info.table}, made by a migration): `dataset drop` drops only tables ingest generated "
                            "from a spec; delete its rows by hand or in a new migration")
+    if info.spec_path is None and not info.counts["ingest_runs"]:
+        raise DatasetError(f"no spec named {info.name!r} and no ingest run of it: {info.table} was not made by "
+                           "ingest, so `dataset drop` leaves it alone")
     if info.table.split(".", 1)[1] in migration_tables():
         raise DatasetError(f"{info.table} is made by a migration (a hand-written view's table or LeadScore's "
                            "bookkeeping), not by ingest: `dataset drop` does not drop it")

@@ -149,11 +149,12 @@ def test_a_wrongly_separated_file_is_one_line_naming_the_cause(stack_env_vars: d
 
 
 def test_hand_written_tables_are_never_dropped(settings: Settings) -> None:
-    from pipelines.dataset import DatasetError, drop_dataset
+    from pipelines.dataset import DatasetError, drop_dataset, migration_tables
 
+    assert {"lead_demographics", "lead_engagement", "market_context", "labels", "ingest_runs"} <= migration_tables()
     with pytest.raises(DatasetError, match="hand-written feature view 'lead_demographics'"):
         drop_dataset(settings, "broker_leads")
-    with pytest.raises(DatasetError, match="offline.lead_engagement is made by a migration"):
+    with pytest.raises(DatasetError, match="offline.lead_engagement was not made by ingest"):
         drop_dataset(settings, "lead_engagement")
     with pytest.raises(DatasetError, match="no dataset 'no_such_thing'"):
         drop_dataset(settings, "no_such_thing")
@@ -161,11 +162,16 @@ def test_hand_written_tables_are_never_dropped(settings: Settings) -> None:
                   "table_name IN ('lead_demographics', 'lead_engagement')") == 2
 
 
-def test_olist_ingest_takes_its_labels_from_the_closed_deals_file(settings: Settings) -> None:
+def test_olist_ingest_takes_its_labels_from_the_closed_deals_file(settings: Settings, applied_store) -> None:  # noqa: ANN001
+    from pipelines.training_data import build_training_set
+
     result = ingest_crm(settings, SHARED_DATA / "olist_marketing_qualified_leads.csv",
                         load_spec(DATASETS / "olist.yaml"), progress=False)
     assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (8000, 8000, 0)
     assert _count(settings, "SELECT count(*) FROM offline.labels WHERE dataset = 'olist' AND label = 1") == 842
+    frame = build_training_set(settings, "olist_v1", store=applied_store)
+    assert (len(frame), int(frame["label"].sum())) == (8000, 842)
+    assert frame["origin"].notna().sum() == 8000 - 60  # 60 leads have no origin
 
 
 def test_drop_removes_the_dataset_from_every_store_and_only_it(settings: Settings, tmp_path: Path) -> None:
