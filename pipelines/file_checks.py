@@ -3,6 +3,7 @@ not: a wrong separator, a near-miss spelling), and the label file of `label.matc
 
 from __future__ import annotations
 
+import codecs
 import difflib
 from pathlib import Path
 
@@ -40,6 +41,9 @@ def check_header(path: Path, columns: list[str], wanted: set[str], owner: str, d
             f"its header parsed as {len(columns)} column{'s' if len(columns) != 1 else ''} {shown} with separator "
             f"{dialect.separator!r}")
     hint = _separator_hint(path, wanted, columns, dialect) or _spelling_hint(missing, columns)
+    if columns and columns[0].startswith(("\ufeff", codecs.BOM_UTF8.decode("latin-1"))):
+        hint = (f"the file starts with a UTF-8 byte-order mark, read as part of the first column under encoding "
+                f"{dialect.encoding}: set `csv: {{encoding: utf-8-sig}}` or leave `encoding` out to detect it")
     raise SpecError(f"{line}; {hint}" if hint else line)
 
 

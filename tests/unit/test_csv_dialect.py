@@ -91,6 +91,13 @@ def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path) 
     assert frame_from_file(path, load_spec(_spec(tmp_path)))["lead_id"].tolist() == ["L1", "L2", "L3"]
 
 
+def test_a_byte_order_mark_read_as_cp1252_is_named(tmp_path: Path) -> None:
+    path = _write(tmp_path, "crm.csv", "id,name,balance,won\nL1,A,1.5,1\n", encoding="utf-8-sig")
+    with pytest.raises(SpecError, match=r"names column\(s\) \['id'\] .* UTF-8 byte-order mark, read as part of the "
+                       r"first column under encoding cp1252: set `csv: \{encoding: utf-8-sig\}`"):
+        frame_from_file(path, load_spec(_spec(tmp_path, "csv: {encoding: cp1252}")))
+
+
 def test_cp1252_bytes_are_detected_and_decoded(tmp_path: Path) -> None:
     rows = [ROWS[0], ["L1", "Amélie", "1,5", "1"], ["L2", "Prix 5€", "2,5", "0"]]
     path = _write(tmp_path, "crm.csv", _lines(rows, ";"), encoding="cp1252")
