@@ -15,13 +15,48 @@ def _settings():
     return Settings.load()
 
 
+def known_services() -> list[str]:
+    """Feature services defined in feature_repo/ (read from the files' text: no Feast import, no YAML parse)."""
+    import re
+
+    from infra.config import REPO_ROOT
+
+    repo = REPO_ROOT / "feature_repo"
+    found = re.findall(r'name="([a-z0-9_]+_v\d+)"', (repo / "feature_services.py").read_text()) \
+        if (repo / "feature_services.py").exists() else []
+    for spec in sorted((repo / "datasets").glob("*.yaml")):
+        text = spec.read_text()
+        name = re.search(r"^name:\s*([a-z][a-z0-9_]*)", text, re.M)
+        version = re.search(r"^version:\s*(\d+)", text, re.M)
+        view = re.search(r"^feature_view:\s*\S", text, re.M)
+        if name and not view:
+            found.append(f"{name.group(1)}_v{version.group(1) if version else 1}")
+    return found
+
+
 def train_command(
-    feature_service: Annotated[str, typer.Option("--feature-service", help="Feast feature service to train on")]
-    = "lead_scoring_v1",
+    feature_service: Annotated[str, typer.Option(
+        "--feature-service", help="Feast feature service to train on; defined here: "
+        + ", ".join(known_services()))],
     dataset: Annotated[str | None, typer.Option(help="label set (default: the service's dataset)")] = None,
-    trials: Annotated[int, typer.Option(help="Optuna trials per member; 0 = default parameters, no tuning")] = 10,
-    timeout: Annotated[float, typer.Option(help="seconds of tuning per member at most")] = 60.0,
-    members: Annotated[str, typer.Option(help="comma-separated members")] = "xgboost,lightgbm,mlp",
+    split: Annotated[str, typer.Option(help="auto (time if the rows' times differ, else random), random, time, or "
+                                       "column:NAME (a marker column, with --test-values)")] = "auto",
+    test_share: Annotated[float, typer.Option(help="share of rows held out for testing (random and time)")] = 0.2,
+    cutoff: Annotated[str | None, typer.Option(help="with --split time: rows at or after this date are the test "
+                                               "set, e.g. 2018-06-01")] = None,
+    test_values: Annotated[str, typer.Option(help="with --split column:NAME: comma-separated marker values of "
+                                             "test rows")] = "",
+    train_values: Annotated[str, typer.Option(help="with --split column:NAME: marker values of training rows "
+                                              "(default: every other row)")] = "",
+    refit_all: Annotated[bool, typer.Option(help="after the held-out estimate is logged, refit the chosen "
+                                            "configuration on every labelled row and register that")] = False,
+    trials: Annotated[int, typer.Option(help="Optuna trials per member at most; 0 = default parameters")] = 20,
+    budget: Annotated[float | None, typer.Option(help="seconds of tuning for all members together (default: 30 s "
+                                                 "plus 1 s per 400 training rows, at most 900)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds of tuning per member at most")] = None,
+    folds: Annotated[int, typer.Option(help="cross-fitting folds (the stacker learns from out-of-fold "
+                                       "predictions)")] = 5,
+    members: Annotated[str, typer.Option(help="comma-separated members")] = "linear,lightgbm,xgboost,mlp",
     max_epochs: Annotated[int, typer.Option(help="most epochs of the PyTorch member")] = 100,
     seed: Annotated[int, typer.Option(help="random seed of every member and study")] = 0,
     increasing: Annotated[str, typer.Option(help="comma-separated numeric features the score must never fall with "
@@ -34,20 +69,31 @@ def train_command(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train the calibrated ensemble on a feature service, track it in MLflow, register it as @challenger."""
+    import time
+
     from models.fit import FitOptions
+    from models.split import SplitSpec
     from models.train import train
     from models.validate import SuiteOptions
 
+    t0 = time.monotonic()
+    try:
+        split_spec = SplitSpec.parse(split, test_share, cutoff, train_values, test_values)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     options = FitOptions(members=tuple(m.strip() for m in members.split(",") if m.strip()), trials=trials,
-                         timeout=timeout, seed=seed, max_epochs=max_epochs, progress=progress,
+                         budget=budget, timeout=timeout, folds=folds, seed=seed, max_epochs=max_epochs,
+                         split=split_spec, progress=progress,
                          increasing=tuple(f.strip() for f in increasing.split(",") if f.strip()))
     suite = SuiteOptions(max_null_rate=max_null_rate, min_positive=min_positive, max_positive=max_positive)
-    out = train(_settings(), feature_service, options, dataset, model_name, suite, say=typer.echo)
-    for name, m in out.result.test_metrics.items():
+    out = train(_settings(), feature_service, options, dataset, model_name, suite, say=typer.echo,
+                refit_all=refit_all)
+    shown = out.estimate or out.result
+    for name, m in shown.test_metrics.items():
         typer.echo(f"  {name:9s} test ROC AUC {m['roc_auc']:.4f}  PR AUC {m['pr_auc']:.4f}  log loss "
                    f"{m['log_loss']:.4f}  Brier {m['brier']:.4f}  ECE {m['ece']:.4f}  precision@10% "
                    f"{m['precision_at_10']:.3f}")
-    typer.echo(f"done in {out.result.seconds['total']:.0f} s: {out.model_name} version {out.version} is @challenger; "
+    typer.echo(f"done in {time.monotonic() - t0:.0f} s: {out.model_name} version {out.version} is @challenger; "
                f"`leadscore promote` makes it @champion if it is at least as good")
 
 

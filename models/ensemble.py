@@ -1,4 +1,5 @@
-"""The registered model: `LeadScorerEnsemble`, an MLflow PythonModel over XGBoost, LightGBM and a PyTorch MLP.
+"""The registered model: `LeadScorerEnsemble`, an MLflow PythonModel over XGBoost, LightGBM, a PyTorch MLP and a
+logistic regression (the `linear` member), each present only if cross-fitting gave it a stacker weight.
 
 Serving loads it with `mlflow.pyfunc.load_model("models:/lead-scorer@champion")`; this module (with
 models/preprocess.py and models/tabular_net.py) is all the code that travels with the model, so it imports no
@@ -9,12 +10,14 @@ training code. The members and their settings live in one `bundle` directory (an
     xgboost.json    XGBoost booster (trees up to the early-stopping best iteration)
     lightgbm.txt    LightGBM booster (best iteration)
     mlp.pt, mlp.json  TabularNet weights and configuration
+    linear.json     the linear member's expansion and coefficients (models/linear.py)
 
-Scoring: z = intercept + sum_m weight_m * logit_m (a logistic stacker over the members' log-odds, fitted on
-validation predictions), then calibration: `platt` (the stacker is Platt scaling: score = sigmoid(z)) or `isotonic`
-(a monotone map of sigmoid(z), stored as breakpoints). Explanations are the boosters' tree-SHAP contributions, in
-log-odds, each multiplied by the member's stacker weight; the MLP's share, which tree SHAP cannot split by feature,
-is reported apart as `unattributed` so base_value + contributions + unattributed = z.
+Scoring: z = intercept + sum_m weight_m * logit_m (a logistic stacker over the members' log-odds, fitted on their
+out-of-fold predictions: models/crossfit.py), then calibration: `platt` (score = sigmoid(z)) or `isotonic` (a
+monotone map of sigmoid(z), stored as breakpoints). Explanations are the boosters' tree-SHAP (or tree-path)
+contributions in log-odds and the linear member's exact per-feature terms (minus their training means), each times
+the member's stacker weight; the MLP's share, which cannot be split by feature cheaply, is reported apart as
+`unattributed`, so base_value + contributions + unattributed = z.
 
 Serving's path (`score_records`) computes the same function with less per-call work: each booster's margin is the
 sum of the leaves its trees send the row to (models/forest.py walks them; models/paths.py sums them and gives the
@@ -100,6 +103,10 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
             import lightgbm as lgb
 
             self._models["lightgbm"] = lgb.Booster(model_file=str(path / "lightgbm.txt"))
+        if "linear" in self.members:
+            from models.linear import LinearModel
+
+            self._models["linear"] = LinearModel.load(path / "linear.json")
         if "mlp" in self.members:
             import torch
 
@@ -152,6 +159,8 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         if "lightgbm" in self._models:
             out["lightgbm"] = np.asarray(self._models["lightgbm"].predict(encoded.trees, raw_score=True,
                                                                           **lgb_threads(encoded)), "float64")
+        if "linear" in self._models:
+            out["linear"] = self._models["linear"].logit(encoded.trees)
         if "mlp" in self._models:
             from models.tabular_net import predict_logits
 
@@ -294,6 +303,12 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
                         c, b = self._contributions(m, encoded, matrix, "shap")
                         contrib += self.weights[m] * c
                         base += self.weights[m] * b
+            elif m == "linear":
+                logits[m] = self._models[m].logit(encoded.trees)
+                if method is not None:
+                    c, b = self._models[m].contributions(encoded.trees)
+                    contrib += self.weights[m] * c
+                    base += self.weights[m] * b
             else:
                 logits[m] = self._mlp_numpy()(*encoded.mlp())
         out: dict = {}
@@ -327,8 +342,12 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
         for m in self.members:
             if m in BOOSTERS:
                 c, b = self._contributions(m, encoded, matrix, method)
-                contrib += self.weights[m] * c
-                base += self.weights[m] * b
+            elif m == "linear":
+                c, b = self._models[m].contributions(encoded.trees)
+            else:
+                continue
+            contrib += self.weights[m] * c
+            base += self.weights[m] * b
         unattributed = np.zeros(n)
         if "mlp" in self.members:
             base += self.weights["mlp"] * self.mlp_mean_logit

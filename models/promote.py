@@ -96,6 +96,9 @@ def promote(settings: Settings, model_name: str | None = None, min_auc_gain: flo
                    f"{max_logloss_increase:g}) on {len(holdout)} held-out leads")
         decision.reason = ("challenger is at least as good: " if decision.promoted else
                            "challenger is not good enough: ") + figures
+        if challenger.tags.get("refit_all") == "true":
+            decision.reason += (" (the challenger was refitted on every labelled row, these held-out leads included: "
+                                "its figures here are optimistic; its run holds the estimate made before the refit)")
     if dry_run:
         return decision
     tags = {"promotion.decision": "promoted" if decision.promoted else "rejected",

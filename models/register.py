@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-SERVING_MODULES = ("__init__.py", "boosters.py", "ensemble.py", "forest.py", "paths.py", "preprocess.py",
-                   "tabular_net.py")
+SERVING_MODULES = ("__init__.py", "boosters.py", "ensemble.py", "forest.py", "linear.py", "paths.py",
+                   "preprocess.py", "tabular_net.py")
 PACKAGES = {"mlflow": "mlflow", "numpy": "numpy", "pandas": "pandas", "xgboost": "xgboost-cpu",
             "lightgbm": "lightgbm", "torch": "torch", "scipy": "scipy", "numba": "numba"}
 
@@ -43,35 +43,70 @@ def serving_code(dest: Path) -> Path:
     return package
 
 
-def input_example(frame: pd.DataFrame, features: list[str], rows: int = 5) -> pd.DataFrame:
-    return frame[features].head(rows).reset_index(drop=True)
+def _is_bool(col: pd.Series) -> bool:
+    if pd.api.types.is_bool_dtype(col):
+        return True
+    values = col.dropna()
+    return col.dtype == object and len(values) > 0 and values.map(lambda v: isinstance(v, bool)).all()
 
 
-def _column(col, categorical: list[str]):  # noqa: ANN001, ANN202 - mlflow ColSpec in and out
-    """Every feature column must be present (values may be missing); text is string, numbers double."""
+def input_example(frame: pd.DataFrame, schema) -> pd.DataFrame:  # noqa: ANN001 - models.preprocess.FeatureSchema
+    """Two made-up leads, not real ones: every feature at its training median (numbers), its most frequent level
+    (categories) or True (yes/no), then every feature missing. No lead's row is stored with the model."""
+    typical, empty = {}, {}
+    for name in schema.features:
+        if name in schema.categorical:
+            typical[name], empty[name] = schema.categories[name][0], None
+        elif _is_bool(frame[name]):
+            typical[name], empty[name] = True, None
+        else:
+            typical[name], empty[name] = float(schema.medians[name]), float("nan")
+    example = pd.DataFrame([typical, empty], columns=schema.features)
+    for name in schema.features:
+        if name not in schema.categorical and not _is_bool(frame[name]):
+            example[name] = example[name].astype("float64")
+        else:
+            example[name] = example[name].astype(object)
+    return example
+
+
+def _column(name: str, categorical: list[str], boolean: set[str]):  # noqa: ANN202 - mlflow ColSpec
+    """Every feature column must be present (values may be missing): text is string, yes/no boolean, and numbers
+    any numeric type (an int feature arrives as int64 without gaps and as float64 with them: both are accepted)."""
     from mlflow.types import ColSpec, DataType
+    from mlflow.types.schema import AnyType
 
-    if col.name in categorical:
-        kind = DataType.string
-    elif col.type == DataType.boolean:
-        kind = DataType.boolean
-    else:
-        kind = DataType.double
-    return ColSpec(kind, col.name, required=True)
+    if name in categorical:
+        return ColSpec(DataType.string, name, required=True)
+    if name in boolean:
+        return ColSpec(DataType.boolean, name, required=True)
+    return ColSpec(AnyType(), name, required=True)
 
 
-def log_ensemble(bundle: Path, example: pd.DataFrame, registered_name: str | None):  # noqa: ANN201 - ModelInfo
-    """Log the pyfunc model in the active run (name "model") and, if a name is given, register a new version."""
-    import mlflow
+def signature_of(bundle: Path, example: pd.DataFrame):  # noqa: ANN201 - mlflow ModelSignature
+    """The model's signature, checked against the example the way MLflow checks a served input (fails fast)."""
     from mlflow.models import ModelSignature, infer_signature
+    from mlflow.models.utils import _enforce_schema
     from mlflow.types import Schema
 
     from models.ensemble import LeadScorerEnsemble
 
     loaded = LeadScorerEnsemble.from_bundle(bundle)
+    boolean = {c for c in example.columns if c not in loaded.categorical_features and _is_bool(example[c])}
     inferred = infer_signature(example, loaded.score(example).reset_index(drop=True))
-    signature = ModelSignature(inputs=Schema([_column(c, loaded.categorical_features) for c in inferred.inputs.inputs]),
-                               outputs=inferred.outputs)
+    signature = ModelSignature(inputs=Schema([_column(c, loaded.categorical_features, boolean)
+                                              for c in loaded.feature_names]), outputs=inferred.outputs)
+    _enforce_schema(example, signature.inputs)
+    return signature
+
+
+def log_ensemble(bundle: Path, example: pd.DataFrame, registered_name: str | None):  # noqa: ANN201 - ModelInfo
+    """Log the pyfunc model in the active run (name "model") and, if a name is given, register a new version."""
+    import mlflow
+
+    from models.ensemble import LeadScorerEnsemble
+
+    signature = signature_of(bundle, example)
     with tempfile.TemporaryDirectory() as tmp:
         code = serving_code(Path(tmp))
         return mlflow.pyfunc.log_model(

@@ -1,9 +1,10 @@
 """Combine the members: a non-negative logistic stacker over their log-odds, then a calibration chosen by CV.
 
-The stacker, z = b + sum w_m * logit_m with w_m >= 0, is fitted by maximum likelihood on the validation rows; with
-its free scale it is Platt scaling of a weighted blend, so `platt` means "the stacker as is". `isotonic` adds a
-monotone map on top. Which one is used is decided by 5-fold cross-validated log loss within the validation rows
-(fitting and judging a calibration on the same rows would always favour isotonic).
+The stacker, z = b + sum w_m * logit_m with w_m >= 0, is fitted by maximum likelihood on the members' out-of-fold
+log-odds over the training rows (models/crossfit.py); with its free scale it is Platt scaling of a weighted blend,
+so `platt` means "the stacker as is". `isotonic` adds a monotone map on top. Which one is used is decided by 5-fold
+cross-validated log loss over those rows (fitting and judging a calibration on the same rows would always favour
+isotonic).
 """
 
 from __future__ import annotations
@@ -47,8 +48,9 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
 
 
 def choose_calibration(logits: dict[str, np.ndarray], y: np.ndarray, folds: int = 5,
-                       seed: int = 0) -> tuple[str, dict[str, float]]:
-    """'platt' or 'isotonic', whichever has the lower out-of-fold log loss; also returns both losses."""
+                       seed: int = 0) -> tuple[str, dict[str, float], dict[str, np.ndarray]]:
+    """'platt' or 'isotonic', whichever has the lower out-of-fold log loss; also both losses and both out-of-fold
+    probabilities (the stacker and the calibration fitted without each row: the ensemble's honest estimate)."""
     from sklearn.model_selection import StratifiedKFold
 
     y = np.asarray(y)
@@ -66,7 +68,7 @@ def choose_calibration(logits: dict[str, np.ndarray], y: np.ndarray, folds: int 
     for name, p in oof.items():
         p = np.clip(p, SCORE_CLIP, 1 - SCORE_CLIP)
         losses[name] = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return min(losses, key=losses.get), losses
+    return min(losses, key=losses.get), losses, oof
 
 
 TIER_SHARES = {"A": 0.10, "B": 0.30, "C": 0.60}  # cumulative share of leads at or above each tier

@@ -13,14 +13,17 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from infra.config import REPO_ROOT, Settings
 from models.fit import FitOptions, FitResult, fit_ensemble
+from models.split import Split
 from models.validate import SuiteOptions, rules_for, validate_training_set
 
 DATASETS_DIR = REPO_ROOT / "feature_repo" / "datasets"
@@ -37,8 +40,10 @@ class TrainOutcome:
     experiment_id: str
     model_name: str
     version: str | None
-    result: FitResult
+    result: FitResult  # what was registered (the refit with --refit-all)
     report_path: Path
+    estimate: FitResult | None = None  # the fit whose held-out figures were logged
+    seconds: dict[str, float] = field(default_factory=dict)  # per phase and "total"
 
 
 def configure_mlflow(settings: Settings) -> None:
@@ -64,103 +69,198 @@ def validate_or_stop(frame: pd.DataFrame, report_path: Path, dataset: str | None
 
 def train(settings: Settings, feature_service: str, options: FitOptions | None = None, dataset: str | None = None,
           model_name: str | None = None, suite: SuiteOptions | None = None,
-          say: Callable[[str], None] = print) -> TrainOutcome:
+          say: Callable[[str], None] = print, refit_all: bool = False) -> TrainOutcome:
     """Build the feature service's point-in-time training set from Feast and train on it (see train_frame)."""
     from pipelines.training_data import build_training_set
 
     t0 = time.monotonic()
-    frame = build_training_set(settings, feature_service, dataset)
+    with captured_library_output(settings.state_dir / "logs" / "train-load.log"):
+        frame = build_training_set(settings, feature_service, dataset)
+    load = time.monotonic() - t0
     say(f"training set: {len(frame)} rows ({int(frame['label'].sum())} positive), "
-        f"{len(frame.columns) - 3} features from {feature_service} ({time.monotonic() - t0:.1f} s)")
-    return train_frame(settings, frame, feature_service, options, dataset, model_name, suite, say)
+        f"{len(frame.columns) - 3} features from {feature_service} ({load:.1f} s)")
+    return train_frame(settings, frame, feature_service, options, dataset, model_name, suite, say, refit_all,
+                       {"load": load})
 
 
 def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions | None = None,
                 dataset: str | None = None, model_name: str | None = None, suite: SuiteOptions | None = None,
-                say: Callable[[str], None] = print) -> TrainOutcome:
-    """Validate, fit and track one training; register the ensemble with alias `challenger`."""
-    import mlflow
+                say: Callable[[str], None] = print, refit_all: bool = False,
+                seconds: dict[str, float] | None = None) -> TrainOutcome:
+    """Validate, fit and track one training; register the ensemble with alias `challenger`.
 
-    from models.register import set_alias
-
+    With `refit_all`, once the held-out estimate is logged the chosen configuration (tuned parameters, members) is
+    fitted again on every labelled row, test rows included, and that model is registered, carrying the estimate's
+    held-out figures (the run and the version say so)."""
     options = options or FitOptions()
+    seconds = dict(seconds or {})
     model_name = model_name or settings.model_name
     dataset = dataset or feature_service.rsplit("_v", 1)[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    clock = time.monotonic()
     report_path = validate_or_stop(frame, settings.state_dir / "reports" / f"validation-{feature_service}-{stamp}.json",
                                    dataset, suite)
+    seconds["validate"] = time.monotonic() - clock
     say(f"data validation passed ({report_path.name})")
     configure_mlflow(settings)
-    with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp, \
-            mlflow.start_run(run_name=f"train {feature_service} {stamp}") as parent:
-        tmp_path = Path(tmp)
+    log_path = settings.state_dir / "logs" / f"train-{stamp}.log"
+    with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp, captured_library_output(log_path):
+        return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
+                        report_path, log_path, Path(tmp), stamp)
+
+
+def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions, dataset: str,
+             model_name: str, say: Callable[[str], None], refit_all: bool, seconds: dict[str, float],
+             report_path: Path, log_path: Path, tmp_path: Path, stamp: str) -> TrainOutcome:
+    import mlflow
+
+    from models.register import input_example, log_ensemble, set_alias
+
+    with mlflow.start_run(run_name=f"train {feature_service} {stamp}") as parent:
+        clock = time.monotonic()
         mlflow.set_tags({"leadscore.feature_service": feature_service, "leadscore.dataset": dataset,
-                         "leadscore.step": "train"})
+                         "leadscore.step": "train", "leadscore.refit_all": str(refit_all).lower()})
         mlflow.log_params({"feature_service": feature_service, "dataset": dataset, "rows": len(frame),
                            "members": ",".join(options.members), "trials": options.trials,
-                           "timeout_s": options.timeout, "seed": options.seed, "max_epochs": options.max_epochs,
-                           "increasing": ",".join(options.increasing) or "-"})
+                           "budget_s": options.budget if options.budget is not None else "auto",
+                           "folds": options.folds, "seed": options.seed, "max_epochs": options.max_epochs,
+                           "increasing": ",".join(options.increasing) or "-", "refit_all": refit_all})
         mlflow.log_input(mlflow.data.from_pandas(frame, name=feature_service, targets="label"), context="training")
         mlflow.log_artifact(str(report_path), "validation")
-        result = fit_ensemble(frame, tmp_path, feature_service, options, say)
-        mlflow.log_params({"split": result.split.method, **{f"{k}_rows": v for k, v in result.split.sizes().items()},
+        seconds["log"] = time.monotonic() - clock
+        result = fit_ensemble(frame, tmp_path / "estimate", feature_service, options, say)
+        seconds |= {k: v for k, v in result.seconds.items() if k != "total"}
+        clock = time.monotonic()
+        mlflow.log_params({"split": result.split.method, "split_detail": result.split.detail[:500],
+                           **{f"{k}_rows": v for k, v in result.split.sizes().items()},
                            "features": len(result.schema.features), "categorical": len(result.schema.categorical),
-                           "calibration": result.ensemble.calibration["method"]})
+                           "calibration": result.ensemble.calibration["method"],
+                           "dropped_members": ",".join(result.dropped) or "-"})
         holdout = tmp_path / "holdout" / "test.parquet"
         holdout.parent.mkdir()
         result.split.test.to_parquet(holdout, index=False)
         mlflow.log_artifact(str(holdout), "holdout")
-        _log_members(result, options, tmp_path)
+        _log_members(result, tmp_path)
         _log_metrics(result)
         say("plots: " + ", ".join(p.name for p in _log_plots(result, tmp_path)))
-        from models.register import input_example, log_ensemble
-
-        info = log_ensemble(result.bundle, input_example(result.split.test, result.schema.features),
-                            model_name)
+        seconds["log"] += time.monotonic() - clock
+        final = result
+        if refit_all:
+            final = _refit_all(result, frame, feature_service, options, tmp_path, say)
+            seconds["refit"] = final.seconds["total"]
+        clock = time.monotonic()
+        for warning in result.warnings:
+            say(f"warning: {warning}")
+        info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
         version = str(info.registered_model_version)
         ens = result.test_metrics["ensemble"]
-        set_alias(model_name, version, "challenger", {
-            "feature_service": feature_service, "dataset": dataset, "run_id": parent.info.run_id,
-            "test_roc_auc": f"{ens['roc_auc']:.4f}", "test_log_loss": f"{ens['log_loss']:.4f}",
-            "data_validation": "passed"})
-        say(f"registered {model_name} version {version} as @challenger (run {parent.info.run_id})")
-        return TrainOutcome(parent.info.run_id, parent.info.experiment_id, model_name, version, result, report_path)
+        tags = {"feature_service": feature_service, "dataset": dataset, "run_id": parent.info.run_id,
+                "test_roc_auc": f"{ens['roc_auc']:.4f}", "test_log_loss": f"{ens['log_loss']:.4f}",
+                "data_validation": "passed", "refit_all": str(refit_all).lower(),
+                "members": ",".join(final.ensemble.members)}
+        if result.warnings:
+            tags["warning"] = "; ".join(result.warnings)
+            mlflow.set_tag("leadscore.warning", tags["warning"])
+        set_alias(model_name, version, "challenger", tags)
+        seconds["register"] = time.monotonic() - clock
+        seconds["total"] = sum(seconds.values())
+        mlflow.log_metrics({f"seconds_{k}": v for k, v in seconds.items()})
+        mlflow.log_artifact(str(log_path), "logs")
+        say("phases: " + ", ".join(f"{k} {v:.1f} s" for k, v in seconds.items() if k != "total"))
+        say(f"registered {model_name} version {version} as @challenger (run {parent.info.run_id})"
+            + (": refitted on every labelled row; its held-out figures are the estimate's" if refit_all else ""))
+        return TrainOutcome(parent.info.run_id, parent.info.experiment_id, model_name, version, final, report_path,
+                            result, seconds)
 
 
-def _log_members(result: FitResult, options: FitOptions, tmp: Path) -> None:
-    """A nested run per Optuna study and per member; each member logged with its own MLflow flavor."""
+def _refit_all(result: FitResult, frame: pd.DataFrame, feature_service: str, options: FitOptions, tmp: Path,
+               say: Callable[[str], None]) -> FitResult:
+    """The estimate's configuration fitted on every labelled row (no test part), logged as refit_* metrics."""
+    import mlflow
+
+    rows = pd.concat([result.split.train, result.split.test])
+    everything = Split(rows, rows.iloc[:0], "all", f"every labelled row ({len(rows)}), after the estimate",
+                       result.split.marker)
+    fixed = replace(options, members=tuple(result.fitted), trials=0,
+                    params={m: result.studies[m].best_params for m in result.fitted})
+    say(f"refit on every labelled row ({len(rows)}) with the estimate's members and parameters")
+    refit = fit_ensemble(frame, tmp / "refit", feature_service, fixed, say, split=everything)
+    mlflow.log_metrics({"refit_cv_roc_auc": refit.cv_metrics["ensemble"]["roc_auc"],
+                        "refit_cv_log_loss": refit.cv_metrics["ensemble"]["log_loss"], "refit_rows": len(rows)})
+    mlflow.log_dict(json.loads((refit.bundle / "ensemble.json").read_text()), "refit/ensemble.json")
+    return refit
+
+
+@contextmanager
+def captured_library_output(path: Path) -> Iterator[None]:
+    """Python warnings and library loggers (MLflow, Optuna, Feast, ...) go to `path`, not the terminal."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    names = ["", "mlflow", "optuna", "feast", "alembic", "urllib3", "py.warnings", "great_expectations"]
+    saved = {}
+    for name in names:
+        logger = logging.getLogger(name)
+        saved[name] = (logger.handlers[:], logger.propagate)
+        logger.handlers = [handler]
+        logger.propagate = name == "" or False
+    logging.captureWarnings(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            yield
+    finally:
+        logging.captureWarnings(False)
+        for name, (handlers, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers, logger.propagate = handlers, propagate
+        handler.close()
+
+
+def _log_members(result: FitResult, tmp: Path) -> None:
+    """A nested run per Optuna study and per member; each registered member logged with its own MLflow flavor, a
+    dropped one with its cross-validated figures only."""
     import mlflow
 
     from models.register import pip_requirements, serving_code
 
     reqs = pip_requirements()
-    for name, fitted in result.fitted.items():
+    for name, crossfit in result.crossfits.items():
         study = result.studies[name]
         if study.trials:
             with mlflow.start_run(run_name=f"study {name}", nested=True):
                 mlflow.set_tag("leadscore.step", "tune")
                 mlflow.log_params({"member": name, "trials": len(study.trials), "pruned": study.pruned,
-                                   "timeout_s": options.timeout, "seconds": round(study.seconds, 1),
+                                   "seconds": round(study.seconds, 1),
                                    **{f"best_{k}": v for k, v in study.best_params.items()}})
                 _log_series("trial_valid_log_loss", {t["number"]: t["value"] for t in study.trials
                                                      if t["value"] is not None})
                 if study.best_value is not None:
                     mlflow.log_metric("best_valid_log_loss", study.best_value)
                 mlflow.log_dict({"trials": study.trials}, "trials.json")
+        fitted = result.fitted.get(name)
         with mlflow.start_run(run_name=f"member {name}", nested=True):
-            mlflow.set_tag("leadscore.step", "member")
-            mlflow.log_params({"member": name, "best_iteration": fitted.best_iteration, **fitted.params})
+            mlflow.set_tags({"leadscore.step": "member", "leadscore.registered": str(fitted is not None).lower()})
+            mlflow.log_params({"member": name, **study.best_params, "fold_rounds": str(crossfit.fold_rounds),
+                               "stacker_weight_all_members": round(result.first_weights[name], 4)})
+            mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv_metrics[name].items() if k in HEADLINE})
+            if fitted is None:
+                mlflow.set_tag("leadscore.dropped", "stacker weight 0 after cross-fitting")
+                continue
+            mlflow.log_param("best_iteration", fitted.best_iteration)
             mlflow.log_metrics({f"test_{k}": v for k, v in result.test_metrics[name].items() if k in HEADLINE})
-            mlflow.log_metrics({f"valid_{k}": v for k, v in result.valid_metrics[name].items() if k in HEADLINE})
-            _log_series("valid_log_loss_curve", dict(enumerate(fitted.history)))
             if name == "xgboost":
                 mlflow.xgboost.log_model(fitted.model, name="model", pip_requirements=reqs)
             elif name == "lightgbm":
                 mlflow.lightgbm.log_model(fitted.model, name="model", pip_requirements=reqs)
-            else:
+            elif name == "mlp":
                 code = serving_code(tmp / "mlp_code")
                 mlflow.pytorch.log_model(fitted.model, name="model", pip_requirements=reqs, code_paths=[str(code)],
                                          serialization_format="pickle")
+            else:  # the linear member: its coefficients, readable as they are
+                mlflow.log_dict(json.loads((result.bundle / "linear.json").read_text()), "model/linear.json")
 
 
 def _log_series(key: str, values: dict[int, float]) -> None:
@@ -181,11 +281,10 @@ def _log_metrics(result: FitResult) -> None:
     for name, values in result.test_metrics.items():
         prefix = "test_" if name == "ensemble" else f"test_{name}_"
         mlflow.log_metrics({prefix + k: v for k, v in values.items() if name == "ensemble" or k in HEADLINE})
-    for name, values in result.valid_metrics.items():
-        prefix = "valid_" if name == "ensemble" else f"valid_{name}_"
+    for name, values in result.cv_metrics.items():
+        prefix = "cv_" if name == "ensemble" else f"cv_{name}_"
         mlflow.log_metrics({prefix + k: v for k, v in values.items() if k in HEADLINE})
     mlflow.log_metrics({f"weight_{m}": w for m, w in result.ensemble.weights.items()})
-    mlflow.log_metrics({f"seconds_{k}": v for k, v in result.seconds.items()})
     mlflow.log_dict(json.loads((result.bundle / "ensemble.json").read_text()), "ensemble.json")
 
 

@@ -1,8 +1,9 @@
 """Ensemble members, one module each: default parameters, an Optuna search space, and a fit with early stopping.
 
 Every member has the same interface (see `Member`): `fit(data, params, seed, trial)` returns a `Fitted` whose
-`valid_logit` is the member's log-odds on the validation rows, and `save(fitted, bundle_dir)` writes the files
-models/ensemble.py loads.
+`valid_logit` is the member's log-odds on the early-stopping rows (None when trained for a fixed number of rounds on
+every row: `MemberData.rounds`), `predict(fitted, data, frame)` its log-odds for any rows, and
+`save(fitted, bundle_dir)` writes the files models/ensemble.py loads.
 """
 
 from __future__ import annotations
@@ -20,28 +21,34 @@ from models.preprocess import FeatureSchema, mlp_arrays, tree_frame
 
 @dataclass
 class MemberData:
-    """Train and validation rows of one split, encoded once per representation and shared by every trial."""
+    """Training rows and early-stopping rows, encoded once per representation and shared by every trial.
+
+    With `rounds` set there are no early-stopping rows: a member trains exactly that many rounds (epochs), the count
+    cross-fitting found (models/crossfit.py)."""
 
     schema: FeatureSchema
     train: pd.DataFrame
-    valid: pd.DataFrame
+    valid: pd.DataFrame | None
     y_train: np.ndarray
-    y_valid: np.ndarray
+    y_valid: np.ndarray | None
     threads: int = 2
     max_epochs: int = 100
     increasing: tuple[str, ...] = ()  # numeric features whose increase must never lower a member's score
+    rounds: int | None = None  # train this many rounds / epochs, no early stopping (valid is None)
 
     def monotone(self) -> list[int]:
         """Per feature in schema order: 1 if it must be increasing, else 0 (the boosters' monotone constraints)."""
         return [1 if f in self.increasing else 0 for f in self.schema.features]
 
     @cached_property
-    def trees(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        return tree_frame(self.train, self.schema), tree_frame(self.valid, self.schema)
+    def trees(self) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+        valid = None if self.valid is None else tree_frame(self.valid, self.schema)
+        return tree_frame(self.train, self.schema), valid
 
     @cached_property
-    def mlp(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-        return mlp_arrays(self.train, self.schema), mlp_arrays(self.valid, self.schema)
+    def mlp(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        valid = None if self.valid is None else mlp_arrays(self.valid, self.schema)
+        return mlp_arrays(self.train, self.schema), valid
 
 
 @dataclass
@@ -49,7 +56,7 @@ class Fitted:
     name: str
     model: Any
     params: dict
-    valid_logit: np.ndarray
+    valid_logit: np.ndarray | None
     best_iteration: int
     history: list[float] = field(default_factory=list)  # validation log loss per round / epoch
 
@@ -62,13 +69,14 @@ class Member:
     fit: Callable[..., Fitted]  # (data, params, seed, trial=None) -> Fitted
     save: Callable[[Fitted, Any], None]  # (fitted, bundle_dir)
     importance: Callable[[Fitted, list[str]], dict[str, float]]
+    predict: Callable[[Fitted, MemberData, pd.DataFrame], np.ndarray]  # log-odds for any rows
 
 
 def registry() -> dict[str, Member]:
     """Every member by name, imported on demand."""
-    from models.members import lgbm, mlp, xgb
+    from models.members import lgbm, linear, mlp, xgb
 
-    return {m.MEMBER.name: m.MEMBER for m in (xgb, lgbm, mlp)}
+    return {m.MEMBER.name: m.MEMBER for m in (xgb, lgbm, mlp, linear)}
 
 
 def report_or_prune(trial: Any, value: float, step: int) -> None:

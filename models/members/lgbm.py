@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from models.members import Fitted, Member, MemberData, report_or_prune
+from models.preprocess import tree_frame
 
 MAX_ROUNDS = 2000
 EARLY_STOP = 50
@@ -35,7 +36,6 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
 
     x_train, x_valid = data.trees
     dtrain = lgb.Dataset(x_train, label=data.y_train, categorical_feature="auto", free_raw_data=False)
-    dvalid = lgb.Dataset(x_valid, label=data.y_valid, reference=dtrain)
     log: dict = {}
 
     def _report(env) -> None:  # noqa: ANN001 - lightgbm.callback.CallbackEnv
@@ -46,12 +46,21 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
             "num_threads": data.threads, "deterministic": True, "force_col_wise": True, **params}
     if data.increasing:
         full["monotone_constraints"] = data.monotone()
+    if data.rounds is not None:  # a fixed number of rounds on every row: no early-stopping rows
+        booster = lgb.train(full, dtrain, num_boost_round=max(1, data.rounds))
+        return Fitted("lightgbm", booster, params, None, booster.current_iteration(), [])
+    dvalid = lgb.Dataset(x_valid, label=data.y_valid, reference=dtrain)
     booster = lgb.train(full, dtrain, num_boost_round=MAX_ROUNDS, valid_sets=[dvalid], valid_names=["valid"],
                         callbacks=[lgb.early_stopping(EARLY_STOP, verbose=False), lgb.record_evaluation(log),
                                    _report])
     best = int(booster.best_iteration or booster.current_iteration())
     margin = np.asarray(booster.predict(x_valid, raw_score=True, num_iteration=best), "float64")
     return Fitted("lightgbm", booster, params, margin, best, [float(v) for v in log["valid"]["binary_logloss"]])
+
+
+def predict(fitted: Fitted, data: MemberData, frame) -> np.ndarray:  # noqa: ANN001 - pandas DataFrame
+    return np.asarray(fitted.model.predict(tree_frame(frame, data.schema), raw_score=True,
+                                           num_iteration=fitted.best_iteration), "float64")
 
 
 def save(fitted: Fitted, bundle: Path) -> None:
@@ -64,4 +73,4 @@ def importance(fitted: Fitted, features: list[str]) -> dict[str, float]:
     return {f: float(g) / total for f, g in zip(fitted.model.feature_name(), gain, strict=True)}
 
 
-MEMBER = Member("lightgbm", defaults, suggest, fit, save, importance)
+MEMBER = Member("lightgbm", defaults, suggest, fit, save, importance, predict)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from models.members import Fitted, Member, MemberData, report_or_prune
-from models.preprocess import cardinalities
+from models.preprocess import cardinalities, mlp_arrays
 
 PATIENCE = 8
 HIDDEN = {"64-32": [64, 32], "128-64": [128, 64], "256-128": [256, 128]}
@@ -43,7 +43,7 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
 
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    (xn_tr, xc_tr), (xn_va, xc_va) = data.mlp
+    (xn_tr, xc_tr), valid = data.mlp
     y_tr = torch.from_numpy(data.y_train.astype("float32"))
     xn_t, xc_t = torch.from_numpy(xn_tr), torch.from_numpy(xc_tr)
     numeric = data.schema.numeric  # x_num's first columns are the numerics in this order (missing flags follow)
@@ -56,7 +56,8 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
     batch = max(int(params["batch_size"]), len(y_tr) // 400)
     gen = torch.Generator().manual_seed(seed)
     best, best_state, best_epoch, history, stale = float("inf"), None, 0, [], 0
-    for epoch in range(data.max_epochs):
+    epochs = data.max_epochs if data.rounds is None else max(1, data.rounds)
+    for epoch in range(epochs):
         net.train()
         order = torch.randperm(len(y_tr), generator=gen)
         for start in range(0, len(order), batch):
@@ -66,7 +67,10 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
             opt.zero_grad()
             loss_fn(net(xn_t[idx], xc_t[idx]), y_tr[idx]).backward()
             opt.step()
-        loss = _logloss(data.y_valid, predict_logits(net, xn_va, xc_va).astype("float64"))
+        if valid is None:  # a fixed number of epochs on every row
+            best_state, best_epoch = copy.deepcopy(net.state_dict()), epoch
+            continue
+        loss = _logloss(data.y_valid, predict_logits(net, *valid).astype("float64"))
         history.append(loss)
         if loss < best - 1e-5:
             best, best_state, best_epoch, stale = loss, copy.deepcopy(net.state_dict()), epoch, 0
@@ -77,7 +81,14 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
             break
     net.load_state_dict(best_state)
     net.eval()
-    return Fitted("mlp", net, params, predict_logits(net, xn_va, xc_va).astype("float64"), best_epoch, history)
+    valid_logit = None if valid is None else predict_logits(net, *valid).astype("float64")
+    return Fitted("mlp", net, params, valid_logit, best_epoch, history)
+
+
+def predict(fitted: Fitted, data: MemberData, frame) -> np.ndarray:  # noqa: ANN001 - pandas DataFrame
+    from models.tabular_net import predict_logits
+
+    return predict_logits(fitted.model, *mlp_arrays(frame, data.schema)).astype("float64")
 
 
 def save(fitted: Fitted, bundle: Path) -> None:
@@ -91,4 +102,4 @@ def importance(fitted: Fitted, features: list[str]) -> dict[str, float]:
     return {}  # no cheap, faithful global importance for the network; the boosters' gains are reported
 
 
-MEMBER = Member("mlp", defaults, suggest, fit, save, importance)
+MEMBER = Member("mlp", defaults, suggest, fit, save, importance, predict)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from models.members import Fitted, Member, MemberData, report_or_prune
+from models.preprocess import tree_frame
 
 MAX_ROUNDS = 2000
 EARLY_STOP = 50
@@ -39,11 +42,14 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
 
     x_train, x_valid = data.trees
     dtrain = xgb.DMatrix(x_train, label=data.y_train, enable_categorical=True, nthread=data.threads)
-    dvalid = xgb.DMatrix(x_valid, label=data.y_valid, enable_categorical=True, nthread=data.threads)
     full = {"objective": "binary:logistic", "eval_metric": "logloss", "tree_method": "hist", "seed": seed,
             "nthread": data.threads, **params}
     if data.increasing:
         full["monotone_constraints"] = "(" + ",".join(map(str, data.monotone())) + ")"
+    if data.rounds is not None:  # a fixed number of rounds on every row: no early-stopping rows
+        booster = xgb.train(full, dtrain, num_boost_round=max(1, data.rounds))
+        return Fitted("xgboost", booster, params, None, max(1, data.rounds) - 1, [])
+    dvalid = xgb.DMatrix(x_valid, label=data.y_valid, enable_categorical=True, nthread=data.threads)
     log: dict = {}
     booster = xgb.train(full, dtrain, num_boost_round=MAX_ROUNDS, evals=[(dvalid, "valid")],
                         early_stopping_rounds=EARLY_STOP, evals_result=log, verbose_eval=False,
@@ -52,6 +58,13 @@ def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fit
     booster = booster[: best + 1]  # keep only the trees up to the best round: what is saved is what was validated
     margin = booster.predict(dvalid, output_margin=True).astype("float64")
     return Fitted("xgboost", booster, params, margin, best, [float(v) for v in log["valid"]["logloss"]])
+
+
+def predict(fitted: Fitted, data: MemberData, frame) -> np.ndarray:  # noqa: ANN001 - pandas DataFrame
+    import xgboost as xgb
+
+    matrix = xgb.DMatrix(tree_frame(frame, data.schema), enable_categorical=True, nthread=data.threads)
+    return fitted.model.predict(matrix, output_margin=True).astype("float64")
 
 
 def save(fitted: Fitted, bundle: Path) -> None:
@@ -64,4 +77,4 @@ def importance(fitted: Fitted, features: list[str]) -> dict[str, float]:
     return {f: float(gain.get(f, 0.0)) / total for f in features}
 
 
-MEMBER = Member("xgboost", defaults, suggest, fit, save, importance)
+MEMBER = Member("xgboost", defaults, suggest, fit, save, importance, predict)

@@ -24,7 +24,16 @@ def reference_logits(ens, df: pd.DataFrame) -> dict[str, np.ndarray]:  # noqa: A
         out["lightgbm"] = np.asarray(ens._models["lightgbm"].predict(trees, raw_score=True), "float64")
     if "mlp" in ens._models:
         out["mlp"] = predict_logits(ens._models["mlp"], *mlp_arrays(df, ens.schema)).astype("float64")
+    if "linear" in ens._models:
+        out["linear"] = ens._models["linear"].logit(_codes(trees))
     return out
+
+
+def _codes(trees: pd.DataFrame) -> np.ndarray:
+    """tree_frame's columns as numbers: numerics as they are, categories as their codes (NaN where missing)."""
+    cols = [np.where(trees[c].cat.codes < 0, np.nan, trees[c].cat.codes).astype("float64")
+            if isinstance(trees[c].dtype, pd.CategoricalDtype) else trees[c].to_numpy("float64") for c in trees]
+    return np.column_stack(cols) if cols else np.zeros((len(trees), 0))
 
 
 def reference_score(ens, df: pd.DataFrame) -> pd.DataFrame:  # noqa: ANN001
@@ -54,8 +63,12 @@ def reference_explain(ens, df: pd.DataFrame, top_k: int = 5) -> list[dict]:  # n
     for m in ens.members:
         if m in BOOSTERS:
             c, b = reference_contributions(ens, m, df)
-            contrib += ens.weights[m] * c
-            base += ens.weights[m] * b
+        elif m == "linear":
+            c, b = ens._models["linear"].contributions(_codes(tree_frame(df, ens.schema)))
+        else:
+            continue
+        contrib += ens.weights[m] * c
+        base += ens.weights[m] * b
     unattributed = np.zeros(n)
     if "mlp" in ens.members:
         mlp = reference_logits(ens, df)["mlp"]

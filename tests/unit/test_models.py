@@ -10,7 +10,6 @@ import pytest
 
 from models.evaluate import expected_calibration_error, lift_by_decile, metrics, top_share
 from models.preprocess import Encoder, FeatureSchema, fit_schema, infer_categorical, mlp_arrays, tree_frame
-from models.split import split_frame
 from models.stack import choose_calibration, fit_stacker, tier_thresholds
 from tests.unit.reference_path import reference_contributions, reference_explain, reference_logits, reference_score
 
@@ -54,29 +53,6 @@ def test_an_identifier_like_text_column_is_not_used_as_a_feature() -> None:
     assert schema.features == ["x"] and "phone_hash" in schema.dropped
 
 
-def test_stratified_split_is_deterministic_disjoint_and_keeps_the_label_share() -> None:
-    frame = synthetic()
-    a, b = split_frame(frame), split_frame(frame.sample(frac=1, random_state=3))
-    assert a.method == "stratified"
-    assert set(a.test["lead_id"]) == set(b.test["lead_id"])  # row order does not matter, only the leads
-    ids = [set(p["lead_id"]) for p in (a.train, a.valid, a.test)]
-    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
-    assert sum(map(len, ids)) == len(frame)
-    for part in (a.train, a.valid, a.test):
-        assert abs(part["label"].mean() - frame["label"].mean()) < 0.005
-
-
-def test_split_is_by_time_when_times_vary() -> None:
-    frame = synthetic(1000)
-    frame["event_timestamp"] = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(1000), "h")
-    split = split_frame(frame.sample(frac=1, random_state=1))
-    assert split.method == "time"
-    assert split.train["event_timestamp"].max() < split.valid["event_timestamp"].min()
-    assert split.valid["event_timestamp"].max() < split.test["event_timestamp"].min()
-    with pytest.raises(ValueError, match="both converted and not converted"):
-        split_frame(frame.assign(label=0))
-
-
 def test_stacker_weights_are_non_negative_and_ignore_a_useless_member() -> None:
     rng = np.random.default_rng(0)
     z = rng.normal(size=5000)
@@ -86,7 +62,8 @@ def test_stacker_weights_are_non_negative_and_ignore_a_useless_member() -> None:
     weights, _ = fit_stacker(logits, y)
     assert min(weights.values()) >= 0
     assert weights["good"] > 0.5 and weights["noise"] < 0.05 and weights["inverted"] < 1e-6
-    method, losses = choose_calibration(logits, y)
+    method, losses, oof = choose_calibration(logits, y)
+    assert set(oof) == {"platt", "isotonic"} and all(len(p) == len(y) for p in oof.values())
     assert method in ("platt", "isotonic") and losses[method] == min(losses.values())
 
 
@@ -112,7 +89,8 @@ def small_model(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 - Fit
     from models.fit import FitOptions, fit_ensemble
 
     return fit_ensemble(synthetic(), tmp_path_factory.mktemp("fit"), "synthetic_v1",
-                        FitOptions(trials=0, max_epochs=5, progress=False, increasing=("visits",)))
+                        FitOptions(trials=0, max_epochs=5, progress=False, increasing=("visits",), folds=3,
+                                   drop_below=-1.0))  # every member kept, whatever its weight
 
 
 def test_booster_contributions_plus_base_value_reproduce_the_raw_margin(small_model) -> None:  # noqa: ANN001
@@ -138,11 +116,12 @@ def test_the_loaded_bundle_meets_the_serving_contract(small_model) -> None:  # n
     rows = small_model.split.test.head(20)[loaded.feature_names].copy()
     rows.loc[rows.index[0], ["visits", "channel", "opted_in"]] = [None, None, None]
     out = loaded.predict(None, rows)
-    assert list(out.columns) == ["score", "p_xgboost", "p_lightgbm", "p_mlp"]
+    assert list(out.columns) == ["score", "p_linear", "p_lightgbm", "p_xgboost", "p_mlp"]
     assert out["score"].between(0, 1).all() and len(out) == 20
     assert loaded.feature_names == ["visits", "channel", "opted_in", "noise"]
     assert loaded.categorical_features == ["channel"] and loaded.feature_service == "synthetic_v1"
-    assert set(loaded.weights) == {"xgboost", "lightgbm", "mlp"} and set(loaded.tier_thresholds) == set("ABCD")
+    assert set(loaded.weights) == {"linear", "xgboost", "lightgbm", "mlp"}
+    assert set(loaded.tier_thresholds) == set("ABCD")
     more = rows.assign(visits=rows["visits"].fillna(0) + 5)
     assert (loaded.score(more)["score"].to_numpy() >= loaded.score(rows.assign(visits=rows["visits"].fillna(0)))
             ["score"].to_numpy() - 1e-12).all()  # --increasing visits holds for every lead
