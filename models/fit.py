@@ -139,7 +139,7 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
     say(f"split {split.method} ({split.detail}): train {len(train)}, test {len(split.test)}; "
         f"{len(schema.features)} features ({len(schema.categorical)} categorical)"
         + (f"; not used: {', '.join(schema.dropped)}" if schema.dropped else ""))
-    folds = make_folds(train, options.folds)
+    folds = make_folds(train, options.folds, by_time=split.method == "time")
     studies = _tune(names, member_data(schema, train.loc[folds.fit_rows[0]], train.loc[folds.stop_rows[0]], options),
                     options, say)
     phase("tune")
@@ -184,6 +184,7 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
             "feature_service": feature_service, "mlp_mean_logit": mean_logit,
             "best_iterations": {m: f.best_iteration for m, f in fitted.items()},
             "params": {m: studies[m].best_params for m in kept}, "split": split.method, "folds": options.folds,
+            "train_rows": len(train),
             "dropped": {m: first_weights[m] for m in dropped}, "increasing": list(options.increasing),
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat()}
     (bundle / "ensemble.json").write_text(json.dumps(meta, indent=1, default=float))

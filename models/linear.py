@@ -5,8 +5,8 @@ is in models/members/linear.py. The expansion, learned from the training rows:
 
 - each numeric feature: median-imputed, clipped to its training 0.5-99.5 % range, standardised, plus hinges
   max(0, z - knot) at its quantiles (a linear spline: bends where the data says) and a missing indicator;
-- each categorical: one coefficient per level seen at least `MIN_LEVEL_ROWS` times in training, one for missing or
-  unseen, rare levels at 0 (one-hot, with rare levels pooled).
+- each categorical: one coefficient per level seen at least `MIN_LEVEL_ROWS` times in training (one-hot; the L2
+  penalty shrinks a rare level's coefficient towards 0 by itself), one for missing or unseen.
 
 The log-odds are intercept + the sum of one term per feature, so a lead's contribution of feature f is exactly its
 term minus that term's training mean (base value = intercept + the sum of the means): what a compliance reviewer can
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-MIN_LEVEL_ROWS = 10
+MIN_LEVEL_ROWS = 1
 KNOT_QUANTILES = (0.2, 0.4, 0.6, 0.8)
 
 

@@ -1,13 +1,17 @@
 """Optuna tuning of one member within a budget: trials and a timeout, TPE sampling, median pruning.
 
 The first trial is always the member's default parameters, so a tuned member is never worse on validation than
-the untuned one. The objective is validation log loss (what early stopping watches too).
+the untuned one. The objective is the log loss on the early-stopping rows after a Platt recalibration of the
+member's log-odds on them: the stacker and the calibration rescale every member anyway, so a trial is judged by how
+well it separates converters, not by its scale (a class-weighted booster is not penalised for its shifted scores).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from models.members import Member, MemberData
 
@@ -23,6 +27,14 @@ class StudyResult:
     @property
     def pruned(self) -> int:
         return sum(t["state"] == "PRUNED" for t in self.trials)
+
+
+def recalibrated_log_loss(y: np.ndarray, z: np.ndarray) -> float:
+    """Log loss of sigmoid(a * z + b) with a >= 0 and b fitted on these rows (a two-parameter Platt scaling)."""
+    from models.stack import _loss, fit_stacker
+
+    weights, intercept = fit_stacker({"member": z}, y)
+    return _loss(np.asarray(y, "float64"), intercept + weights["member"] * z)
 
 
 def tune_member(member: Member, data: MemberData, trials: int, timeout: float | None, seed: int = 0,
@@ -41,11 +53,12 @@ def tune_member(member: Member, data: MemberData, trials: int, timeout: float | 
     study.enqueue_trial(member.defaults())
 
     def objective(trial: optuna.Trial) -> float:
-        params = member.suggest(trial) if trial.number > 0 else {**member.defaults(), **trial.params}
+        params = member.suggest(trial, data) if trial.number > 0 else {**member.defaults(), **trial.params}
         fitted = member.fit(data, params, seed=seed, trial=trial)
         trial.set_user_attr("best_iteration", fitted.best_iteration)
         trial.set_user_attr("params", params)
-        return min(fitted.history) if fitted.history else float("inf")
+        trial.set_user_attr("raw_log_loss", min(fitted.history) if fitted.history else None)
+        return recalibrated_log_loss(data.y_valid, fitted.valid_logit)
 
     study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=progress, gc_after_trial=True)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value,

@@ -65,7 +65,7 @@ class Fitted:
 class Member:
     name: str
     defaults: Callable[[], dict]
-    suggest: Callable[[Any], dict]  # optuna.Trial -> params
+    suggest: Callable[..., dict]  # (optuna.Trial, MemberData) -> params
     fit: Callable[..., Fitted]  # (data, params, seed, trial=None) -> Fitted
     save: Callable[[Fitted, Any], None]  # (fitted, bundle_dir)
     importance: Callable[[Fitted, list[str]], dict[str, float]]
@@ -77,6 +77,23 @@ def registry() -> dict[str, Member]:
     from models.members import lgbm, linear, mlp, xgb
 
     return {m.MEMBER.name: m.MEMBER for m in (xgb, lgbm, mlp, linear)}
+
+
+IMBALANCED = 0.2  # below this positive share the boosters may weight positives up (a tuned choice)
+
+
+def class_weight(trial: Any, data: MemberData | None) -> dict:
+    """For imbalanced labels, a tuned `scale_pos_weight` between 1 and sqrt(negatives / positives); nothing else.
+
+    Weighting shifts a member's probabilities, which the stacker and the calibration undo; the tuning objective is
+    the log loss after recalibration (models/tune.py), so a weighted trial is judged by how well it separates."""
+    if data is None or trial is None:
+        return {}
+    share = float(np.mean(data.y_train))
+    if not 0 < share < IMBALANCED:
+        return {}
+    return {"scale_pos_weight": trial.suggest_float("scale_pos_weight", 1.0, float(np.sqrt((1 - share) / share)),
+                                                    log=True)}
 
 
 def report_or_prune(trial: Any, value: float, step: int) -> None:

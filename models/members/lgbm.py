@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.members import Fitted, Member, MemberData, report_or_prune
+from models.members import Fitted, Member, MemberData, class_weight, report_or_prune
 from models.preprocess import tree_frame
 
 MAX_ROUNDS = 2000
@@ -20,15 +20,18 @@ def defaults() -> dict:
             "bagging_fraction": 0.8, "bagging_freq": 1, "lambda_l2": 1.0, "cat_smooth": 10.0}
 
 
-def suggest(trial: Any) -> dict:
-    return {"learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+def suggest(trial: Any, data: MemberData | None = None) -> dict:
+    return {**class_weight(trial, data), "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
             "num_leaves": trial.suggest_int("num_leaves", 4, 128, log=True),
             "min_data_in_leaf": trial.suggest_int("min_data_in_leaf", 5, 200, log=True),
             "feature_fraction": trial.suggest_float("feature_fraction", 0.4, 1.0),
             "bagging_fraction": trial.suggest_float("bagging_fraction", 0.5, 1.0),
             "bagging_freq": 1,
             "lambda_l2": trial.suggest_float("lambda_l2", 1e-3, 10, log=True),
-            "cat_smooth": trial.suggest_float("cat_smooth", 1, 50, log=True)}
+            "cat_smooth": trial.suggest_float("cat_smooth", 1, 50, log=True),
+            # many-level categoricals: how many rows a level group needs and how hard its split is regularised
+            "min_data_per_group": trial.suggest_int("min_data_per_group", 10, 200, log=True),
+            "cat_l2": trial.suggest_float("cat_l2", 1, 50, log=True)}
 
 
 def fit(data: MemberData, params: dict, seed: int = 0, trial: Any = None) -> Fitted:

@@ -21,7 +21,7 @@ def defaults() -> dict:
     return {"C": 0.5}
 
 
-def suggest(trial: Any) -> dict:
+def suggest(trial: Any, data: MemberData | None = None) -> dict:
     return {"C": trial.suggest_float("C", 1e-3, 10.0, log=True)}
 
 

@@ -23,7 +23,7 @@ def defaults() -> dict:
     return {"lr": 2e-3, "weight_decay": 1e-5, "dropout": 0.1, "hidden": "128-64", "batch_size": 512}
 
 
-def suggest(trial: Any) -> dict:
+def suggest(trial: Any, data: MemberData | None = None) -> dict:
     return {"lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
             "weight_decay": trial.suggest_float("weight_decay", 1e-7, 1e-3, log=True),
             "dropout": trial.suggest_float("dropout", 0.0, 0.4),

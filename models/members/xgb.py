@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.members import Fitted, Member, MemberData, report_or_prune
+from models.members import Fitted, Member, MemberData, class_weight, report_or_prune
 from models.preprocess import tree_frame
 
 MAX_ROUNDS = 2000
@@ -20,8 +20,8 @@ def defaults() -> dict:
             "lambda": 1.0, "alpha": 0.0, "max_cat_to_onehot": 4}
 
 
-def suggest(trial: Any) -> dict:
-    return {"eta": trial.suggest_float("eta", 0.01, 0.3, log=True),
+def suggest(trial: Any, data: MemberData | None = None) -> dict:
+    return {**class_weight(trial, data), "eta": trial.suggest_float("eta", 0.01, 0.3, log=True),
             "max_depth": trial.suggest_int("max_depth", 2, 10),
             "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 20, log=True),
             "subsample": trial.suggest_float("subsample", 0.5, 1.0),

@@ -55,12 +55,14 @@ def create_key(env: dict[str, str], tenant: str, *extra: str) -> str:
 
 
 @contextmanager
-def serving(env: dict[str, str], port: int, log: Path, ready_timeout: float = 180) -> Iterator[str]:
-    """`leadscore serve` on `port` until the block ends; yields its base URL once /readyz answers 200."""
+def serving(env: dict[str, str], port: int, log: Path, ready_timeout: float = 180,
+            model: str = MODEL) -> Iterator[str]:
+    """`leadscore serve` of `model`@champion on `port` until the block ends; yields its URL once /readyz is 200."""
     script = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "leadscore"
     argv = [str(script)] if script.exists() else ["leadscore"]
     with open(log, "w") as out:
-        proc = subprocess.Popen([*argv, "serve", "--port", str(port)], env={**env, **SERVER_ENV}, cwd=REPO,
+        proc = subprocess.Popen([*argv, "serve", "--port", str(port)],
+                                env={**env, **SERVER_ENV, "LEADSCORE_MODEL_NAME": model}, cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -15,8 +15,9 @@ from tests.conftest import REPO, SHARED_DATA, leadscore
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 MODEL = "lead-scorer-it"  # a name of its own, so other tests' registrations cannot interfere
 # a timeout far above what 2 trials take, so a busy machine cannot cut a study short and change what is asserted
-TRAIN = ["train", "--feature-service", "xeducation_v1", "--timeout", "300", "--max-epochs", "20", "--model-name",
+TRAIN = ["train", "--feature-service", "xeducation_v1", "--budget", "1200", "--max-epochs", "20", "--model-name",
          MODEL, "--increasing", "time_on_website_s", "--no-progress"]
+MEMBERS = ("linear", "lightgbm", "xgboost", "mlp")
 
 LOAD_IN_A_FRESH_PROCESS = """
 import json, sys
@@ -69,9 +70,13 @@ def test_train_tracks_registers_and_promote_moves_the_champion(stack_env_vars: d
     assert run.data.params["feature_service"] == "xeducation_v1"
     assert run.data.tags["leadscore.feature_service"] == "xeducation_v1"
     assert run.data.metrics["test_roc_auc"] >= 0.85
+    kept = first.tags["members"].split(",")
+    assert kept and set(kept) <= set(MEMBERS)
     for key in ("test_pr_auc", "test_log_loss", "test_brier", "test_ece", "test_precision_at_10", "test_recall_at_20",
-                "test_lift_decile_1", "test_xgboost_roc_auc", "test_lightgbm_roc_auc", "test_mlp_roc_auc"):
+                "test_lift_decile_1", "cv_roc_auc", *(f"cv_{m}_roc_auc" for m in MEMBERS),
+                *(f"test_{m}_roc_auc" for m in kept), "seconds_tune", "seconds_register", "seconds_total"):
         assert key in run.data.metrics, key
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "logs")]  # library output went to the run's log
     assert run.inputs.dataset_inputs and run.inputs.dataset_inputs[0].dataset.name == "xeducation_v1"
     plots = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "plots")}
     assert plots == {"roc.png", "pr.png", "calibration.png", "lift_gains.png", "feature_importance.png",
@@ -79,13 +84,13 @@ def test_train_tracks_registers_and_promote_moves_the_champion(stack_env_vars: d
     assert [a.path for a in client.list_artifacts(run.info.run_id, "holdout")] == ["holdout/test.parquet"]
     children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     names = {c.info.run_name for c in children}
-    assert names == {f"{kind} {m}" for kind in ("study", "member") for m in ("xgboost", "lightgbm", "mlp")}
+    assert names == {f"{kind} {m}" for kind in ("study", "member") for m in MEMBERS}
     studies = [c for c in children if c.info.run_name.startswith("study")]
     assert all(c.data.params["trials"] == "2" for c in studies)
+    dropped = {c.info.run_name.split()[1] for c in children if c.data.tags.get("leadscore.dropped")}
+    assert dropped == set(MEMBERS) - set(kept)  # a dropped member is still logged, with its figures
     member_models = client.search_logged_models([run.info.experiment_id])
-    flavors = {f for m in member_models for f in (m.flavors or {})} if hasattr(member_models[0], "flavors") else None
-    assert len(member_models) >= 4  # three members in their own flavors and the ensemble
-    assert flavors is None or {"xgboost", "lightgbm", "pytorch", "python_function"} <= flavors
+    assert len(member_models) >= 1 + len(set(kept) - {"linear"})  # kept members in their own flavors, the ensemble
     assert first.tags["data_validation"] == "passed" and first.tags["feature_service"] == "xeducation_v1"
 
     done = _run(["promote", "--model-name", MODEL], stack_env_vars)
@@ -112,7 +117,7 @@ def test_train_tracks_registers_and_promote_moves_the_champion(stack_env_vars: d
                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert fresh.returncode == 0, fresh.stderr[-3000:]
     out = json.loads(fresh.stdout.strip().splitlines()[-1])
-    assert out["columns"] == ["score", "p_xgboost", "p_lightgbm", "p_mlp"]
+    assert out["columns"] == ["score", *(f"p_{m}" for m in out["weights"])]
     assert len(out["scores"]) == 5 and all(0 < s < 1 for s in out["scores"])
     assert out["service"] == "xeducation_v1" and set(out["tiers"]) == set("ABCD") and len(out["features"]) == 25
     assert all(contribution > 0 for _, _, contribution in out["explain"])

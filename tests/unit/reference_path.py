@@ -22,10 +22,10 @@ def reference_logits(ens, df: pd.DataFrame) -> dict[str, np.ndarray]:  # noqa: A
         out["xgboost"] = ens._models["xgboost"].predict(dm, output_margin=True).astype("float64")
     if "lightgbm" in ens._models:
         out["lightgbm"] = np.asarray(ens._models["lightgbm"].predict(trees, raw_score=True), "float64")
-    if "mlp" in ens._models:
-        out["mlp"] = predict_logits(ens._models["mlp"], *mlp_arrays(df, ens.schema)).astype("float64")
     if "linear" in ens._models:
         out["linear"] = ens._models["linear"].logit(_codes(trees))
+    if "mlp" in ens._models:
+        out["mlp"] = predict_logits(ens._models["mlp"], *mlp_arrays(df, ens.schema)).astype("float64")
     return out
 
 
