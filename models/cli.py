@@ -54,8 +54,9 @@ def train_command(
     budget: Annotated[float | None, typer.Option(help="seconds of tuning for all members together (default: 30 s "
                                                  "plus 1 s per 400 training rows, at most 900)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds of tuning per member at most")] = None,
-    folds: Annotated[int, typer.Option(help="cross-fitting folds (the stacker learns from out-of-fold "
-                                       "predictions)")] = 5,
+    folds: Annotated[int | None, typer.Option(help="cross-fitting folds (the stacker learns from out-of-fold "
+                                              "predictions); default 5, 3 from 200,000 rows, 2 from 1,000,000")]
+    = None,
     members: Annotated[str, typer.Option(help="comma-separated members")] = "linear,lightgbm,xgboost,mlp",
     max_epochs: Annotated[int, typer.Option(help="most epochs of the PyTorch member")] = 100,
     seed: Annotated[int, typer.Option(help="random seed of every member and study")] = 0,

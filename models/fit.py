@@ -3,12 +3,14 @@
 `fit_ensemble` is what `leadscore train` runs between building the training set and logging to MLflow, and what
 tests and benchmarks call directly on a frame read from a CSV. The phases:
 
-1. **tune**: one Optuna study per member on the first fold (models/tune.py), within a budget of seconds shared by all
-   members (`budget`, by default growing with the rows): the cheap members go first and what one leaves unused
-   passes to the next; trial 0 is always the member's defaults;
+1. **tune**: one Optuna study per member (models/tune.py), a trial scored on the held-out rows of every fold (the
+   first fold only from 50,000 training rows), within a budget of seconds shared by all members (`budget`, by
+   default growing with the rows): the cheap members go first and what one leaves unused passes to the next;
+   trial 0 is always the member's defaults;
 2. **cross-fit**: each member's out-of-fold log-odds on every training row (models/crossfit.py);
 3. **stack**: non-negative stacker weights on the out-of-fold log-odds; members whose weight stays under
-   `drop_below` are dropped from the registered model (their figures are still reported);
+   `drop_below` are dropped from the registered model (their figures are still reported); the kept members are
+   combined by the learned stacker or by their equal blend, whichever has the lower cross-validated log loss;
 4. **calibrate**: platt or isotonic, chosen by cross-validated log loss over the out-of-fold rows; tier cut-offs from
    the calibrated out-of-fold scores;
 5. **fit**: the kept members fitted once more on every training row; the bundle written (models/ensemble.py loads
@@ -36,7 +38,7 @@ from models.evaluate import metrics
 from models.members import Fitted, registry
 from models.preprocess import FeatureSchema, fit_schema
 from models.split import Split, SplitSpec, split_frame
-from models.stack import choose_calibration, fit_isotonic, fit_stacker, tier_thresholds
+from models.stack import COMBINERS, choose_calibration, choose_combiner, fit_isotonic, fit_stacker, tier_thresholds
 from models.tune import StudyResult, tune_member
 
 NOT_FEATURES = ("lead_id", "event_timestamp", "label", "created_at")
@@ -50,7 +52,7 @@ class FitOptions:
     trials: int = 20  # per member at most; 0 = default parameters, no tuning
     budget: float | None = None  # seconds of tuning for all members together; None = by the rows (auto_budget)
     timeout: float | None = None  # seconds of tuning per member at most
-    folds: int = 5
+    folds: int | None = None  # cross-fitting folds; None = by the rows (auto_folds)
     seed: int = 0
     max_epochs: int = 100  # MLP
     split: SplitSpec = field(default_factory=SplitSpec)
@@ -89,9 +91,19 @@ def auto_budget(rows: int) -> float:
     return float(min(900.0, 30.0 + rows / 400))
 
 
-def _tune(names: list[str], data, options: FitOptions, say: Callable[[str], None]) -> dict[str, StudyResult]:  # noqa: ANN001
+def auto_folds(rows: int) -> int:
+    """5 folds below 200,000 training rows, 3 below 1,000,000, 2 beyond: on large sets one fold's predictions
+    already pin the stacker's weights down, and each fold costs a fit of every member."""
+    return 5 if rows < 200_000 else 3 if rows < 1_000_000 else 2
+
+
+TUNE_ON_EVERY_FOLD = 50_000  # below this many training rows a trial is scored on every fold, else on the first
+
+
+def _tune(names: list[str], folds: list, rows: int, options: FitOptions,  # noqa: ANN001 - [(MemberData, frame)]
+          say: Callable[[str], None]) -> dict[str, StudyResult]:
     members = registry()
-    budget = options.budget if options.budget is not None else auto_budget(len(data.train))
+    budget = options.budget if options.budget is not None else auto_budget(rows)
     deadline = time.monotonic() + budget
     studies = {}
     for i, name in enumerate(names):
@@ -101,11 +113,12 @@ def _tune(names: list[str], data, options: FitOptions, say: Callable[[str], None
             continue
         share = max(0.0, deadline - time.monotonic()) / (len(names) - i)
         timeout = min(share, options.timeout) if options.timeout else share
-        studies[name] = tune_member(members[name], data, options.trials if timeout > 1 else 0, timeout,
+        studies[name] = tune_member(members[name], folds, options.trials if timeout > 1 else 0, timeout,
                                     options.seed, options.progress)
         if studies[name].trials:
             say(f"  tuned {name}: {len(studies[name].trials)} trials ({studies[name].pruned} pruned) in "
-                f"{studies[name].seconds:.0f} s, fold-1 log loss {studies[name].best_value:.4f}")
+                f"{studies[name].seconds:.0f} s, held-out log loss {studies[name].best_value:.4f} "
+                f"({len(folds)} fold{'s' if len(folds) > 1 else ''})")
     return studies
 
 
@@ -139,9 +152,11 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
     say(f"split {split.method} ({split.detail}): train {len(train)}, test {len(split.test)}; "
         f"{len(schema.features)} features ({len(schema.categorical)} categorical)"
         + (f"; not used: {', '.join(schema.dropped)}" if schema.dropped else ""))
-    folds = make_folds(train, options.folds, by_time=split.method == "time")
-    studies = _tune(names, member_data(schema, train.loc[folds.fit_rows[0]], train.loc[folds.stop_rows[0]], options),
-                    options, say)
+    k = options.folds or auto_folds(len(train))
+    folds = make_folds(train, k, by_time=split.method == "time")
+    tune_folds = [(member_data(schema, train.loc[folds.fit_rows[k]], train.loc[folds.stop_rows[k]], options),
+                   train.loc[folds.held_out[k]]) for k in range(k if len(train) < TUNE_ON_EVERY_FOLD else 1)]
+    studies = _tune(names, tune_folds, len(train), options, say)
     phase("tune")
 
     members, y = registry(), train["label"].to_numpy("int64")
@@ -149,7 +164,7 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
     for name in names:
         crossfits[name] = cross_fit(members[name], studies[name].best_params, train, folds, schema, options,
                                     options.seed)
-        say(f"  cross-fitted {name}: {options.folds} folds, out-of-fold log loss "
+        say(f"  cross-fitted {name}: {k} folds, out-of-fold log loss "
             f"{np.mean(crossfits[name].fold_losses):.4f} ({crossfits[name].seconds:.0f} s)")
     phase("fit")
 
@@ -159,9 +174,11 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
     if not kept:  # every weight at zero: keep the member with the best out-of-fold log loss
         kept = [min(names, key=lambda m: np.mean(crossfits[m].fold_losses))]
     dropped = [m for m in names if m not in kept]
-    weights, intercept = fit_stacker({m: oof[m] for m in kept}, y)
+    combiner, combiner_losses = choose_combiner({m: oof[m] for m in kept}, y, seed=options.seed)
+    weights, intercept = COMBINERS[combiner]({m: oof[m] for m in kept}, y)
     phase("stack")
-    method, losses, oof_scores = choose_calibration({m: oof[m] for m in kept}, y, seed=options.seed)
+    method, losses, oof_scores = choose_calibration({m: oof[m] for m in kept}, y, seed=options.seed,
+                                                    combiner=combiner)
     z = intercept + sum(weights[m] * oof[m] for m in kept)
     calibration = fit_isotonic(sigmoid(z), y) if method == "isotonic" else {"method": "platt"}
     cv_metrics = {"ensemble": metrics(y, oof_scores[method])}
@@ -179,16 +196,19 @@ def fit_ensemble(frame: pd.DataFrame, out_dir: Path, feature_service: str = "", 
         members[name].save(fitted[name], bundle)
         if name == "mlp":
             mean_logit = float(np.mean(members[name].predict(fitted[name], data, train)))
-    meta = {"members": kept, "weights": weights, "intercept": intercept, "calibration": calibration,
+    meta = {"members": kept, "weights": weights, "intercept": intercept, "combiner": combiner,
+            "combiner_cv_log_loss": combiner_losses, "calibration": calibration,
             "calibration_cv_log_loss": losses, "tier_thresholds": tier_thresholds(calibrate(z, calibration)),
             "feature_service": feature_service, "mlp_mean_logit": mean_logit,
             "best_iterations": {m: f.best_iteration for m, f in fitted.items()},
-            "params": {m: studies[m].best_params for m in kept}, "split": split.method, "folds": options.folds,
+            "params": {m: studies[m].best_params for m in kept}, "split": split.method, "folds": k,
             "train_rows": len(train),
             "dropped": {m: first_weights[m] for m in dropped}, "increasing": list(options.increasing),
             "trained_at": pd.Timestamp.now(tz="UTC").isoformat()}
     (bundle / "ensemble.json").write_text(json.dumps(meta, indent=1, default=float))
-    say("ensemble: weights " + ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
+    say(f"ensemble: {'stacked' if combiner == 'stacker' else 'equal blend'} (cross-validated log loss stacker "
+        f"{combiner_losses['stacker']:.4f}, equal blend {combiner_losses['equal']:.4f}); weights "
+        + ", ".join(f"{m} {w:.2f}" for m, w in weights.items())
         + (f"; dropped (weight 0): {', '.join(dropped)}" if dropped else "")
         + f"; calibration {method} (cross-validated log loss platt {losses['platt']:.4f}, "
         f"isotonic {losses['isotonic']:.4f})")

@@ -1,4 +1,5 @@
-"""Combine the members: a non-negative logistic stacker over their log-odds, then a calibration chosen by CV.
+"""Combine the members: a non-negative logistic stacker over their log-odds (or their equal blend, when that does
+better out of fold), then a calibration chosen by CV.
 
 The stacker, z = b + sum w_m * logit_m with w_m >= 0, is fitted by maximum likelihood on the members' out-of-fold
 log-odds over the training rows (models/crossfit.py); with its free scale it is Platt scaling of a weighted blend,
@@ -38,6 +39,36 @@ def fit_stacker(logits: dict[str, np.ndarray], y: np.ndarray) -> tuple[dict[str,
     return {m: float(w) for m, w in zip(names, res.x[1:], strict=True)}, float(res.x[0])
 
 
+def fit_equal(logits: dict[str, np.ndarray], y: np.ndarray) -> tuple[dict[str, float], float]:
+    """The equal blend of the members' standardised log-odds, Platt-scaled, written as stacker weights and an
+    intercept: b + a * sum_m (z_m - mean_m) / sd_m = (b - a * sum_m mean_m / sd_m) + sum_m (a / sd_m) * z_m."""
+    stats = {m: (float(np.mean(z)), float(np.std(z)) or 1.0) for m, z in logits.items()}
+    blend = sum((z - stats[m][0]) / stats[m][1] for m, z in logits.items())
+    scale, b = fit_stacker({"blend": blend}, y)
+    a = scale["blend"]
+    return {m: a / sd for m, (_, sd) in stats.items()}, b - a * sum(mu / sd for mu, sd in stats.values())
+
+
+COMBINERS = {"stacker": fit_stacker, "equal": fit_equal}
+
+
+def choose_combiner(logits: dict[str, np.ndarray], y: np.ndarray, folds: int = 5,
+                    seed: int = 0) -> tuple[str, dict[str, float]]:
+    """'stacker' (learned weights) or 'equal' (the equal blend), whichever has the lower cross-validated log loss
+    over these rows: with few positives the learned weights can be noise, and then the plain blend is better."""
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    losses = {}
+    for name, combine in COMBINERS.items():
+        parts = []
+        for fit_idx, eval_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y):
+            weights, b = combine({m: v[fit_idx] for m, v in logits.items()}, y[fit_idx])
+            parts.append(_loss(y[eval_idx], b + sum(weights[m] * logits[m][eval_idx] for m in logits)))
+        losses[name] = float(np.mean(parts))
+    return min(losses, key=losses.get), losses
+
+
 def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
     """Isotonic map stored as breakpoints (np.interp at serving time; no scikit-learn needed there)."""
     from sklearn.isotonic import IsotonicRegression
@@ -47,8 +78,8 @@ def fit_isotonic(p: np.ndarray, y: np.ndarray) -> dict:
             "y": [float(v) for v in iso.y_thresholds_]}
 
 
-def choose_calibration(logits: dict[str, np.ndarray], y: np.ndarray, folds: int = 5,
-                       seed: int = 0) -> tuple[str, dict[str, float], dict[str, np.ndarray]]:
+def choose_calibration(logits: dict[str, np.ndarray], y: np.ndarray, folds: int = 5, seed: int = 0,
+                       combiner: str = "stacker") -> tuple[str, dict[str, float], dict[str, np.ndarray]]:
     """'platt' or 'isotonic', whichever has the lower out-of-fold log loss; also both losses and both out-of-fold
     probabilities (the stacker and the calibration fitted without each row: the ensemble's honest estimate)."""
     from sklearn.model_selection import StratifiedKFold
@@ -56,7 +87,7 @@ def choose_calibration(logits: dict[str, np.ndarray], y: np.ndarray, folds: int 
     y = np.asarray(y)
     oof = {"platt": np.zeros(len(y)), "isotonic": np.zeros(len(y))}
     for fit_idx, eval_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(y, y):
-        weights, b = fit_stacker({m: v[fit_idx] for m, v in logits.items()}, y[fit_idx])
+        weights, b = COMBINERS[combiner]({m: v[fit_idx] for m, v in logits.items()}, y[fit_idx])
 
         def z(idx: np.ndarray, weights: dict = weights, b: float = b) -> np.ndarray:
             return b + sum(weights[m] * logits[m][idx] for m in logits)

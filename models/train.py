@@ -123,7 +123,7 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         mlflow.log_params({"feature_service": feature_service, "dataset": dataset, "rows": len(frame),
                            "members": ",".join(options.members), "trials": options.trials,
                            "budget_s": options.budget if options.budget is not None else "auto",
-                           "folds": options.folds, "seed": options.seed, "max_epochs": options.max_epochs,
+                           "folds": options.folds or "auto", "seed": options.seed, "max_epochs": options.max_epochs,
                            "increasing": ",".join(options.increasing) or "-", "refit_all": refit_all})
         mlflow.log_input(mlflow.data.from_pandas(frame, name=feature_service, targets="label"), context="training")
         mlflow.log_artifact(str(report_path), "validation")

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from models.members import Member, MemberData
 
@@ -37,9 +38,13 @@ def recalibrated_log_loss(y: np.ndarray, z: np.ndarray) -> float:
     return _loss(np.asarray(y, "float64"), intercept + weights["member"] * z)
 
 
-def tune_member(member: Member, data: MemberData, trials: int, timeout: float | None, seed: int = 0,
-                progress: bool = True) -> StudyResult:
-    """Search `member`'s space for at most `trials` trials or `timeout` seconds; trials=0 returns the defaults."""
+def tune_member(member: Member, folds: list[tuple[MemberData, pd.DataFrame]], trials: int, timeout: float | None,
+                seed: int = 0, progress: bool = True) -> StudyResult:
+    """Search `member`'s space for at most `trials` trials or `timeout` seconds; trials=0 returns the defaults.
+
+    `folds` are (the fold's fitting and early-stopping rows, its held-out rows): a trial is scored on the held-out
+    rows of every fold given (the recalibrated log loss of all of them together), so on small data, where one
+    slice holds few converters, the choice rests on every training row rather than on noise."""
     t0 = time.monotonic()
     if trials <= 0:
         return StudyResult(member.name, member.defaults(), None, seconds=0.0)
@@ -49,16 +54,24 @@ def tune_member(member: Member, data: MemberData, trials: int, timeout: float | 
     study = optuna.create_study(
         study_name=f"tune-{member.name}", direction="minimize",
         sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5))
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=5 if len(folds) == 1 else 0))
     study.enqueue_trial(member.defaults())
 
     def objective(trial: optuna.Trial) -> float:
+        data = folds[0][0]
         params = member.suggest(trial, data) if trial.number > 0 else {**member.defaults(), **trial.params}
-        fitted = member.fit(data, params, seed=seed, trial=trial)
-        trial.set_user_attr("best_iteration", fitted.best_iteration)
+        ys, zs = [], []
+        for k, (fold, held) in enumerate(folds):
+            # one fold: the member reports its rounds to the pruner; several: the running score after each fold
+            fitted = member.fit(fold, params, seed=seed, trial=trial if len(folds) == 1 else None)
+            ys.append(held["label"].to_numpy("int64"))
+            zs.append(member.predict(fitted, fold, held))
+            if len(folds) > 1 and k < len(folds) - 1:
+                trial.report(recalibrated_log_loss(np.concatenate(ys), np.concatenate(zs)), k)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after fold {k + 1}")
         trial.set_user_attr("params", params)
-        trial.set_user_attr("raw_log_loss", min(fitted.history) if fitted.history else None)
-        return recalibrated_log_loss(data.y_valid, fitted.valid_logit)
+        return recalibrated_log_loss(np.concatenate(ys), np.concatenate(zs))
 
     study.optimize(objective, n_trials=trials, timeout=timeout, show_progress_bar=progress, gc_after_trial=True)
     rows = [{"number": t.number, "state": t.state.name, "value": t.value,

@@ -22,7 +22,7 @@ def train_and_promote(settings: Settings, feature_service: str, say: Callable[[s
     from models.promote import promote
     from models.train import train
 
-    options = FitOptions(trials=3, timeout=30.0, increasing=("time_on_website_s",), progress=os.isatty(1))
+    options = FitOptions(trials=3, budget=30.0, increasing=("time_on_website_s",), progress=os.isatty(1))
     out = train(settings, feature_service, options, say=lambda line: say(f"      {line}"))
     decision = promote(settings)
     return {"version": out.version, "model_name": out.model_name, "metrics": out.result.test_metrics["ensemble"],

@@ -60,3 +60,23 @@ class _Rows:
     def __init__(self, frame: pd.DataFrame) -> None:
         self.train, self.valid = frame, frame.iloc[:0]
         self.y_train, self.y_valid = frame["label"].to_numpy(), frame["label"].to_numpy()[:0]
+
+
+def test_the_equal_blend_is_written_as_a_stacker_and_the_learned_one_is_kept_where_a_member_is_noise() -> None:
+    from models.stack import _loss, choose_combiner, fit_equal
+
+    rng = np.random.default_rng(4)
+    n = 4000
+    z = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+    # members with the same signal and independent noise: learned weights only add variance
+    twins = {f"m{i}": 3.0 * i + (i + 1) * (z + rng.normal(scale=1.0, size=n)) for i in range(3)}
+    weights, b = fit_equal(twins, y)
+    stats = {m: (v.mean(), v.std()) for m, v in twins.items()}
+    blend = sum((v - stats[m][0]) / stats[m][1] for m, v in twins.items())
+    direct = b + sum(weights[m] * twins[m] for m in twins)
+    assert np.corrcoef(direct, blend)[0, 1] > 0.999999 and min(weights.values()) > 0
+    assert _loss(y, direct) < _loss(y, np.zeros(n) + np.log(y.mean() / (1 - y.mean())))
+    # one good member and one that is noise: the learned stacker must win
+    lopsided = {"good": z + rng.normal(scale=0.3, size=n), "noise": rng.normal(size=n)}
+    assert choose_combiner(lopsided, y)[0] == "stacker"
