@@ -15,7 +15,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,9 +102,10 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
                                    dataset, suite)
     seconds["validate"] = time.monotonic() - clock
     say(f"data validation passed ({report_path.name})")
-    configure_mlflow(settings)
     log_path = settings.state_dir / "logs" / f"train-{stamp}.log"
     with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp, captured_library_output(log_path):
+        with quiet(log_path):
+            configure_mlflow(settings)
         return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
                         report_path, log_path, Path(tmp), stamp)
 
@@ -140,9 +141,11 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         holdout.parent.mkdir()
         result.split.test.to_parquet(holdout, index=False)
         mlflow.log_artifact(str(holdout), "holdout")
-        _log_members(result, tmp_path)
-        _log_metrics(result)
-        say("plots: " + ", ".join(p.name for p in _log_plots(result, tmp_path)))
+        with quiet(log_path):
+            _log_members(result, tmp_path)
+            _log_metrics(result)
+            plots = _log_plots(result, tmp_path)
+        say("plots: " + ", ".join(p.name for p in plots))
         seconds["log"] += time.monotonic() - clock
         final = result
         if refit_all:
@@ -151,7 +154,8 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         clock = time.monotonic()
         for warning in result.warnings:
             say(f"warning: {warning}")
-        info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
+        with quiet(log_path):  # MLflow's own prints ("Successfully registered ...") and upload bars
+            info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
         version = str(info.registered_model_version)
         ens = result.test_metrics["ensemble"]
         tags = {"feature_service": feature_service, "dataset": dataset, "run_id": parent.info.run_id,
@@ -192,6 +196,13 @@ def _refit_all(result: FitResult, frame: pd.DataFrame, feature_service: str, opt
 
 
 @contextmanager
+def quiet(path: Path) -> Iterator[None]:
+    """What libraries print to stderr (MLflow's messages, artifact progress bars) appended to `path`."""
+    with open(path, "a") as log, redirect_stderr(log):
+        yield
+
+
+@contextmanager
 def captured_library_output(path: Path) -> Iterator[None]:
     """Python warnings and library loggers (MLflow, Optuna, Feast, ...) go to `path`, not the terminal."""
     import logging
@@ -209,7 +220,6 @@ def captured_library_output(path: Path) -> Iterator[None]:
     logging.captureWarnings(True)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("default")
             yield
     finally:
         logging.captureWarnings(False)
