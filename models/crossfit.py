@@ -12,6 +12,7 @@ The member that is registered is then fitted once more on every training row, fo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,14 +58,14 @@ def make_folds(frame: pd.DataFrame, k: int, by_time: bool = False) -> Folds:
         order = frame.index[np.lexsort((frame["lead_id"].astype(str).to_numpy(), times.to_numpy()))]
         for fold, block in enumerate(np.array_split(order.to_numpy(), k)):
             held[fold].extend(block)
-    stop = set(stop_mark)
+    index = frame.index.to_numpy()
+    is_stop = np.isin(index, stop_mark)
     out = Folds([], [], [])
     for fold in range(k):
-        out_fold = set(held[fold])
-        rest = [i for i in frame.index if i not in out_fold]
-        out.held_out.append(np.array(sorted(out_fold)))
-        out.fit_rows.append(np.array([i for i in rest if i not in stop]))
-        out.stop_rows.append(np.array([i for i in rest if i in stop]))
+        is_held = np.isin(index, held[fold])
+        out.held_out.append(np.sort(index[is_held]))
+        out.fit_rows.append(index[~is_held & ~is_stop])
+        out.stop_rows.append(index[~is_held & is_stop])
     return out
 
 
@@ -103,8 +104,6 @@ def member_data(schema: FeatureSchema, train: pd.DataFrame, valid: pd.DataFrame 
 def cross_fit(member: Member, params: dict, frame: pd.DataFrame, folds: Folds, schema: FeatureSchema, options,  # noqa: ANN001
               seed: int = 0, on_fold: Callable[[int], None] = lambda _k: None) -> CrossFit:
     """Out-of-fold log-odds of `member` with `params` for every row of `frame` (see the module docstring)."""
-    import time
-
     t0 = time.monotonic()
     position = pd.Series(np.arange(len(frame)), index=frame.index)
     oof = np.full(len(frame), np.nan)
