@@ -303,12 +303,12 @@ class LeadScorerEnsemble(mlflow.pyfunc.PythonModel):
                         c, b = self._contributions(m, encoded, matrix, "shap")
                         contrib += self.weights[m] * c
                         base += self.weights[m] * b
+            elif m == "linear" and method is not None:  # one pass over its terms for the logit and the explanation
+                logits[m], c, b = self._models[m].explained(encoded.trees)
+                contrib += self.weights[m] * c
+                base += self.weights[m] * b
             elif m == "linear":
                 logits[m] = self._models[m].logit(encoded.trees)
-                if method is not None:
-                    c, b = self._models[m].contributions(encoded.trees)
-                    contrib += self.weights[m] * c
-                    base += self.weights[m] * b
             else:
                 logits[m] = self._mlp_numpy()(*encoded.mlp())
         out: dict = {}

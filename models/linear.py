@@ -68,6 +68,11 @@ class LinearModel:
 
     def contributions(self, trees: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(rows x features) contributions and the base per row: base + contributions = logit, exactly."""
+        return self.explained(trees)[1:]
+
+    def explained(self, trees: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`logit`, then `contributions`, from one evaluation of the terms (serving explains every score)."""
+        terms = self.terms(trees)
         means = np.array([self.term_means.get(f, 0.0) for f in self.features])
         base = self.intercept + float(means.sum())
-        return self.terms(trees) - means, np.full(len(trees), base)
+        return self.intercept + terms.sum(axis=1), terms - means, np.full(len(trees), base)
