@@ -10,11 +10,11 @@ from pathlib import Path
 from entities import lead
 from feast import FeatureService, FeatureView, Field
 from feast.infra.offline_stores.contrib.postgres_offline_store.postgres_source import PostgreSQLSource
-from feast.types import Bool, Float64, Int64, String
+from feast.types import Bool, Float64, Int64, String, UnixTimestamp
 
 from pipelines.spec import load_all_specs
 
-FEAST_TYPES = {"string": String, "int": Int64, "float": Float64, "bool": Bool}
+FEAST_TYPES = {"string": String, "int": Int64, "float": Float64, "bool": Bool, "date": UnixTimestamp}
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 
 

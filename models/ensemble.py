@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -393,5 +394,7 @@ def _missing(value: object) -> bool:
 
 
 def _plain(value: object) -> object:
-    """numpy scalars -> Python scalars, so explanations serialise as JSON."""
+    """numpy scalars -> Python scalars and dates -> ISO 8601 text, so explanations serialise as JSON."""
+    if isinstance(value, datetime):
+        return value.isoformat()
     return value.item() if isinstance(value, np.generic) else value

@@ -8,8 +8,10 @@ members, so a lead is encoded at serving time exactly as it was at fit time; an 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from itertools import chain, repeat
 from operator import itemgetter
 from pathlib import Path
@@ -43,6 +45,47 @@ def numeric(col: pd.Series) -> np.ndarray:
     return pd.to_numeric(mapped, errors="coerce").astype("float64").to_numpy()
 
 
+def _seconds(value: object) -> float:
+    """Unix seconds of one date value: a datetime (naive = UTC), ISO 8601 text or a number of Unix seconds."""
+    if value is None or value is pd.NaT or isinstance(value, bool | np.bool_):
+        return np.nan
+    if isinstance(value, str):
+        try:
+            value = pd.Timestamp(value)
+        except ValueError:
+            return np.nan
+    if isinstance(value, datetime | np.datetime64):
+        stamp = pd.Timestamp(value)
+        if stamp is pd.NaT:
+            return np.nan
+        return (stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp).timestamp()
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def reference_seconds(df: pd.DataFrame) -> np.ndarray | float:
+    """The time a date feature is measured back from: each row's `event_timestamp` when the frame has one (training
+    rows, point in time), else now (a lead being scored)."""
+    if "event_timestamp" in df.columns:
+        return date_seconds(df["event_timestamp"])
+    return time.time()
+
+
+def date_seconds(col: pd.Series | Sequence) -> np.ndarray:
+    """A date column as Unix seconds (NaN where missing or not a date)."""
+    if isinstance(col, pd.Series) and pd.api.types.is_datetime64_any_dtype(col):
+        stamps = col.dt.tz_localize(UTC) if col.dt.tz is None else col
+        return (stamps - pd.Timestamp(0, tz=UTC)).dt.total_seconds().to_numpy("float64")
+    return np.fromiter(map(_seconds, col), "float64", len(col))
+
+
+def date_days(col: pd.Series | Sequence, reference: np.ndarray | float) -> np.ndarray:
+    """A date feature as the model reads it: days before the reference time (negative when after it)."""
+    return (np.asarray(reference, "float64") - date_seconds(col)) / 86400.0
+
+
 def _as_text(col: pd.Series) -> pd.Series:
     """Category values as strings (an integer code 7 and '7' are the same level); missing stays missing."""
     return col.astype(object).where(col.notna(), None).map(lambda v: None if v is None else str(v))
@@ -59,6 +102,8 @@ class FeatureSchema:
     means: dict[str, float] = field(default_factory=dict)
     stds: dict[str, float] = field(default_factory=dict)
     dropped: dict[str, str] = field(default_factory=dict)  # feature -> why it is not used
+    dates: list[str] = field(default_factory=list)  # numeric features given as dates: read as days before the
+    # row's event time (training) or the scoring time (serving)
 
     @property
     def numeric(self) -> list[str]:
@@ -86,8 +131,9 @@ def fit_schema(frame: pd.DataFrame, features: list[str], categorical: list[str] 
     used = [f for f in features if f not in dropped]
     schema = FeatureSchema(features=used, categorical=[c for c in categorical if c in cats], categories=cats,
                            dropped=dropped)
+    schema.dates = [f for f in schema.numeric if pd.api.types.is_datetime64_any_dtype(frame[f])]
     for name in schema.numeric:
-        values = numeric(frame[name])
+        values = column_values(frame, name, schema)
         finite = values[np.isfinite(values)]
         median = float(np.median(finite)) if len(finite) else 0.0
         filled = np.where(np.isfinite(values), values, median)
@@ -96,6 +142,13 @@ def fit_schema(frame: pd.DataFrame, features: list[str], categorical: list[str] 
         std = float(filled.std()) if len(filled) else 1.0
         schema.stds[name] = std if std > 1e-12 else 1.0
     return schema
+
+
+def column_values(df: pd.DataFrame, name: str, schema: FeatureSchema) -> np.ndarray:
+    """A numeric feature as float64; a date feature as days before the reference time."""
+    if name in schema.dates:
+        return date_days(df[name], reference_seconds(df))
+    return numeric(df[name])
 
 
 def check_columns(df: pd.DataFrame, schema: FeatureSchema) -> None:
@@ -112,7 +165,7 @@ def tree_frame(df: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
         if name in schema.categories:
             out[name] = pd.Categorical(_as_text(df[name]), categories=schema.categories[name])
         else:
-            out[name] = numeric(df[name])
+            out[name] = column_values(df, name, schema)
     return pd.DataFrame(out, index=df.index)
 
 
@@ -124,7 +177,7 @@ def mlp_arrays(df: pd.DataFrame, schema: FeatureSchema) -> tuple[np.ndarray, np.
     check_columns(df, schema)
     nums, flags = [], []
     for name in schema.numeric:
-        values = numeric(df[name])
+        values = column_values(df, name, schema)
         missing = ~np.isfinite(values)
         values = np.where(missing, schema.medians[name], values)
         nums.append((values - schema.means[name]) / schema.stds[name])
@@ -175,6 +228,7 @@ class Encoder:
         self.medians = np.array([schema.medians[f] for f in numeric_names], "float64")
         self.means = np.array([schema.means[f] for f in numeric_names], "float64")
         self.stds = np.array([schema.stds[f] for f in numeric_names], "float64")
+        self.dates = set(schema.dates)
 
     def encode(self, df: pd.DataFrame) -> Encoded:
         check_columns(df, self.schema)
@@ -187,6 +241,8 @@ class Encoder:
                 c = self.codes(col, name)
                 codes[:, self.code_column[name]] = c
                 trees[:, j] = np.where(c < 0, np.nan, c)
+            elif name in self.dates:
+                trees[:, j] = date_days(col, reference_seconds(df))
             else:
                 trees[:, j] = self.numeric(col)
         return Encoded(self, trees, codes)
@@ -220,7 +276,7 @@ class Encoder:
         trees = np.empty((n, len(names)), "float64")
         codes = np.empty((n, len(self.code_column)), "int64")
         missing = np.zeros(n, "int64")
-        numeric_at = [j for j, name in enumerate(names) if name not in self.lookup]
+        numeric_at = [j for j, name in enumerate(names) if name not in self.lookup and name not in self.dates]
         kinds = set(map(type, chain.from_iterable(columns[j] for j in numeric_at)))
         if kinds <= _PLAIN_NUMBERS and (int not in kinds or all(_small_ints(columns[j]) for j in numeric_at)):
             if numeric_at and n:
@@ -233,8 +289,12 @@ class Encoder:
             values[:] = columns[j]
             trees[:, j] = numeric(pd.Series(values, dtype=object))
             missing += pd.isna(values)
+        now = time.time()
         for j, name in enumerate(names):
-            if name in self.lookup:
+            if name in self.dates:  # a record is a lead being scored now
+                trees[:, j] = date_days(columns[j], now)
+                missing += np.isnan(trees[:, j])
+            elif name in self.lookup:
                 c, absent = self._codes(columns[j], name)
                 codes[:, self.code_column[name]] = c
                 trees[:, j] = np.where(c < 0, np.nan, c)

@@ -52,10 +52,14 @@ def _is_bool(col: pd.Series) -> bool:
 
 def input_example(frame: pd.DataFrame, schema) -> pd.DataFrame:  # noqa: ANN001 - models.preprocess.FeatureSchema
     """Two made-up leads, not real ones: every feature at its training median (numbers), its most frequent level
-    (categories) or True (yes/no), then every feature missing. No lead's row is stored with the model."""
+    (categories), True (yes/no) or the date its median days before today, then every feature missing. No lead's row
+    is stored with the model."""
     typical, empty = {}, {}
+    today = pd.Timestamp.now(tz="UTC").normalize()
     for name in schema.features:
-        if name in schema.categorical:
+        if name in schema.dates:
+            typical[name], empty[name] = (today - pd.Timedelta(days=round(schema.medians[name]))).isoformat(), None
+        elif name in schema.categorical:
             typical[name], empty[name] = schema.categories[name][0], None
         elif _is_bool(frame[name]):
             typical[name], empty[name] = True, None
@@ -63,7 +67,7 @@ def input_example(frame: pd.DataFrame, schema) -> pd.DataFrame:  # noqa: ANN001 
             typical[name], empty[name] = float(schema.medians[name]), float("nan")
     example = pd.DataFrame([typical, empty], columns=schema.features)
     for name in schema.features:
-        if name not in schema.categorical and not _is_bool(frame[name]):
+        if name not in schema.categorical and name not in schema.dates and not _is_bool(frame[name]):
             example[name] = example[name].astype("float64")
         else:
             example[name] = example[name].astype(object)
@@ -72,7 +76,8 @@ def input_example(frame: pd.DataFrame, schema) -> pd.DataFrame:  # noqa: ANN001 
 
 def _column(name: str, categorical: list[str], boolean: set[str]):  # noqa: ANN202 - mlflow ColSpec
     """Every feature column must be present (values may be missing): text is string, yes/no boolean, and numbers
-    any numeric type (an int feature arrives as int64 without gaps and as float64 with them: both are accepted)."""
+    any numeric type (an int feature arrives as int64 without gaps and as float64 with them: both are accepted);
+    a date is a datetime or ISO 8601 text, so it is any type too."""
     from mlflow.types import ColSpec, DataType
     from mlflow.types.schema import AnyType
 

@@ -24,13 +24,15 @@ from pipelines.spec import DatasetSpec
 
 NUMERIC_TYPES = ["float64", "int64", "Float64", "Int64", "float32", "int32", "float", "int"]
 TYPES = {"float": NUMERIC_TYPES, "int": NUMERIC_TYPES, "bool": ["bool", "boolean", "float64", "Int64", "int64"],
-         "string": ["str", "string", "object", "category"]}
+         "string": ["str", "string", "object", "category"],
+         "date": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]}  # in UTC, zone dropped
+
 
 
 @dataclass
 class ColumnRule:
     name: str
-    kind: str  # string | int | float | bool
+    kind: str  # string | int | float | bool | date
     min: float | None = None
     max: float | None = None
     allowed: list[str] | None = None
@@ -77,7 +79,9 @@ def rules_for(frame: pd.DataFrame, specs: list[DatasetSpec], prefer: str | None 
                 described[p.as_feature] = ColumnRule(p.as_feature, "string")
     features = [c for c in frame.columns if c not in ("lead_id", "event_timestamp", "label", "created_at")]
     text = set(infer_categorical(frame, features))
-    return [described.get(c) or ColumnRule(c, "string" if c in text else "float") for c in features]
+    dates = {c for c in features if pd.api.types.is_datetime64_any_dtype(frame[c])}
+    return [described.get(c) or ColumnRule(c, "string" if c in text else "date" if c in dates else "float")
+            for c in features]
 
 
 def _failure_line(result) -> str:  # noqa: ANN001 - ExpectationValidationResult
@@ -131,6 +135,10 @@ def validate_training_set(frame: pd.DataFrame, rules: list[ColumnRule],
             add(gxe.ExpectColumnValuesToBeBetween(column=rule.name, min_value=rule.min, max_value=rule.max))
         if rule.allowed is not None:
             add(gxe.ExpectColumnValuesToBeInSet(column=rule.name, value_set=list(rule.allowed)))
+    dated = [r.name for r in rules if r.kind == "date" and r.name in present
+             and isinstance(frame[r.name].dtype, pd.DatetimeTZDtype)]
+    if dated:  # GE types a zoned column by its values (Timestamp) and matches no type list: check it in UTC, unzoned
+        frame = frame.assign(**{c: frame[c].dt.tz_convert("UTC").dt.tz_localize(None) for c in dated})
     definition = ctx.validation_definitions.add(gx.ValidationDefinition(name="training_set", data=batch, suite=suite))
     result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
     failures = [_failure_line(r) for r in result.results if not r.success]

@@ -28,7 +28,8 @@ from pipelines.validate import CheckedChunk, check_chunk
 __all__ = ["IngestResult", "ensure_table", "ingest_crm", "read_chunks", "write_chunk"]
 # the PostgreSQL types a stored feature of each LeadScore type may have (hand-written tables use narrower ones)
 SQL_FAMILIES = {"string": {"text", "character varying", "character"}, "int": {"bigint", "integer", "smallint"},
-                "float": {"double precision", "real", "numeric"}, "bool": {"boolean"}}
+                "float": {"double precision", "real", "numeric"}, "bool": {"boolean"},
+                "date": {"timestamp with time zone", "timestamp without time zone", "date"}}
 
 
 @dataclass

@@ -18,7 +18,7 @@ from infra.config import Settings
 
 BATCH_ROWS = 20_000
 FEAST_KINDS = {"String": "string", "Int64": "int", "Int32": "int", "Float64": "float", "Float32": "float",
-               "Bool": "bool"}
+               "Bool": "bool", "UnixTimestamp": "date"}
 _LOCK_KEY = 7_120_352
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 _U32 = struct.Struct("<I")
@@ -44,6 +45,8 @@ def encode_value(kind: str, value: Any) -> bytes:
         return b"\x20" + _varint(int(value))
     if kind == "bool":
         return b"\x38\x01" if value else b"\x38\x00"
+    if kind == "date":  # unix_timestamp_val: whole seconds, as Feast writes it
+        return b"\x40" + _varint(math.floor(value.timestamp() if hasattr(value, "timestamp") else float(value)))
     raw = str(value).encode()
     return b"\x12" + _varint(len(raw)) + raw
 
@@ -165,7 +168,9 @@ def decode_value(raw: bytes | None) -> Any:
     value = Value.FromString(raw)
     which = value.WhichOneof("val")
     decoded = None if which is None or which == "null_val" else getattr(value, which)
-    if isinstance(decoded, str | int | float | bool) or decoded is None:  # immutable: safe to share
+    if which == "unix_timestamp_val":  # a datetime in UTC, as Feast's reader returns it
+        decoded = datetime.fromtimestamp(decoded, tz=UTC)
+    if isinstance(decoded, str | int | float | bool | datetime) or decoded is None:  # immutable: safe to share
         if len(DECODED) >= 200_000:
             DECODED.clear()
             DECODED.update({None: None, b"": None})

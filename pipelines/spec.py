@@ -15,8 +15,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-FeatureType = Literal["string", "int", "float", "bool"]
-SQL_TYPES = {"string": "text", "int": "bigint", "float": "double precision", "bool": "boolean"}
+FeatureType = Literal["string", "int", "float", "bool", "date"]
+SQL_TYPES = {"string": "text", "int": "bigint", "float": "double precision", "bool": "boolean",
+             "date": "timestamptz"}
 
 
 class SpecError(ValueError):
@@ -127,6 +128,18 @@ class FeatureSpec(_Strict):
     max: float | None = None
     allowed: list[str] | None = Field(None, description="allowed values of a string feature")
     required: bool = Field(False, description="reject rows where it is missing")
+    format: str | None = Field(None, description="strptime format of a `date` feature; default: ISO 8601 / pandas "
+                               "inference")
+
+    @model_validator(mode="after")
+    def _options_fit_type(self) -> FeatureSpec:
+        if self.format is not None and self.type != "date":
+            raise ValueError(f"`format` is for date features; {self.name!r} is {self.type}")
+        if (self.min is not None or self.max is not None) and self.type not in ("int", "float"):
+            raise ValueError(f"`min`/`max` are for int and float features; {self.name!r} is {self.type}")
+        if self.allowed is not None and self.type != "string":
+            raise ValueError(f"`allowed` is for string features; {self.name!r} is {self.type}")
+        return self
 
     @field_validator("name")
     @classmethod

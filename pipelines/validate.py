@@ -61,6 +61,17 @@ def _not_a_number(text: pd.Series, dialect: Dialect) -> pd.Series:
     return text.map(repr) + " is not a number" + text.map(lambda v: hint if COMMA_NUMBER.match(v) else "")
 
 
+def _dates(text: pd.Series, fmt: str | None) -> pd.Series:
+    """Dates in UTC (naive = UTC): by `fmt` when given, else ISO 8601, then any form pandas can read per value."""
+    if fmt:
+        return pd.to_datetime(text, format=fmt, utc=True, errors="coerce")
+    parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
+    left = parsed.isna() & text.notna()
+    if left.any():
+        parsed[left] = pd.to_datetime(text[left], format="mixed", utc=True, errors="coerce")
+    return parsed
+
+
 def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: bytes, *, ids: RowIds | None = None,
                 dialect: Dialect | None = None, label_values: frozenset[str] | None = None) -> CheckedChunk:
     """Parse `raw` (all columns as strings) by the spec; `first_row` is the 1-based file row of raw's first line.
@@ -146,6 +157,11 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
             if f.max is not None:
                 fail(num > f.max, f"{where} = " + text + f" is above the maximum {f.max:g}")
             out[f.name] = num.astype("Int64") if f.type == "int" else num.astype("float64")
+        elif f.type == "date":
+            parsed = _dates(text.where(~missing), f.format)
+            fail(~missing & parsed.isna(), f"{where}: " + text.map(repr) + " is not a date"
+                 + (f" (expected format {f.format})" if f.format else ""))
+            out[f.name] = parsed
         elif f.type == "bool":
             low = text.str.lower()
             truth = low.isin(TRUE_WORDS)

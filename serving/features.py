@@ -1,7 +1,8 @@
 """Online features for serving: one pipelined Redis read per batch (Feast's layout), merged with inline values.
 
-Inline values are checked against the model's features before use: unknown names, wrong types, non-finite numbers
-and values outside the dataset spec's `min`/`max`/`allowed` are refused with the field and the reason.
+Inline values are checked against the model's features before use: unknown names, wrong types, non-finite numbers,
+dates that are not ISO 8601 and values outside the dataset spec's `min`/`max`/`allowed` are refused with the field
+and the reason.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ class FeatureRules:
 
     numeric: set[str]
     text: set[str]
+    dates: set[str] = field(default_factory=set)
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     allowed: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
-    def for_model(cls, features: Sequence[str], categorical: Sequence[str], feature_service: str) -> FeatureRules:
-        rules = cls(numeric=set(features) - set(categorical), text=set(categorical))
+    def for_model(cls, features: Sequence[str], categorical: Sequence[str], feature_service: str,
+                  dates: Sequence[str] = ()) -> FeatureRules:
+        rules = cls(numeric=set(features) - set(categorical) - set(dates), text=set(categorical), dates=set(dates))
         spec = _spec_for(feature_service)
         if spec is not None:
             for f in spec.features:
@@ -49,10 +52,13 @@ class FeatureRules:
         errors = []
         for name, value in values.items():
             where = f"{prefix}.{name}"
-            if name not in self.numeric and name not in self.text:
+            if name not in self.numeric and name not in self.text and name not in self.dates:
                 errors.append((where, "unknown feature for this model"))
             elif value is None:
                 continue
+            elif name in self.dates:
+                if not isinstance(value, str) or _iso_date(value) is None:
+                    errors.append((where, f"expected an ISO 8601 date such as '2026-03-31', got {str(value)[:40]!r}"))
             elif name in self.numeric:
                 if isinstance(value, str):
                     errors.append((where, f"expected a number, got text {value[:40]!r}"))
@@ -67,6 +73,16 @@ class FeatureRules:
             elif name in self.allowed and value not in self.allowed[name]:
                 errors.append((where, f"{value[:40]!r} is not one of {sorted(self.allowed[name])[:10]}"))
         return errors
+
+
+def _iso_date(value: str):  # noqa: ANN202 - datetime | None
+    """The date an ISO 8601 text names, or None."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _spec_for(feature_service: str):  # noqa: ANN202 - DatasetSpec | None

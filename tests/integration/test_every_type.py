@@ -31,6 +31,7 @@ features:
   - {column: Spend, name: spend_inr, type: float, min: 0}
   - {column: Salaried, name: is_salaried, type: bool}
   - {column: City, name: home_city, type: string}
+  - {column: Opened, name: account_opened, type: date, format: "%Y-%m-%d"}
 """
 
 
@@ -39,14 +40,17 @@ def _export(path: Path, n: int = 1500) -> pd.DataFrame:
     age = rng.integers(18, 80, n)
     visits = rng.integers(0, 20, n)
     city = rng.choice(["Pune", "Delhi", "Chennai"], n)
-    z = -2 + 0.03 * (age - 40) + 0.15 * visits + 0.8 * (city == "Pune")
+    days = rng.integers(0, 400, n)
+    opened = pd.Timestamp("2023-12-31") - pd.to_timedelta(days, unit="D")
+    z = -2 + 0.03 * (age - 40) + 0.15 * visits + 0.8 * (city == "Pune") - 0.004 * days
     won = rng.random(n) < 1 / (1 + np.exp(-z))
     frame = pd.DataFrame({"Lead Ref": [f"EV-{i:05d}" for i in range(n)],
                           "Created": [f"{1 + i % 28:02d}/{1 + (i // 28) % 12:02d}/2024" for i in range(n)],
                           "Won": np.where(won, "Yes", "No"), "Age": age.astype(str), "Visits": visits.astype(str),
                           "Spend": np.round(rng.gamma(2.0, 500.0, n), 2).astype(str),
-                          "Salaried": rng.choice(["Yes", "No"], n), "City": city})
-    for col in ("Age", "Visits", "Spend", "Salaried", "City"):
+                          "Salaried": rng.choice(["Yes", "No"], n), "City": city,
+                          "Opened": opened.strftime("%Y-%m-%d")})
+    for col in ("Age", "Visits", "Spend", "Salaried", "City", "Opened"):
         frame.loc[rng.random(n) < 0.1, col] = ""  # a gap in every feature
     frame.to_csv(path, index=False)
     return frame
@@ -81,12 +85,20 @@ def test_every_type_is_ingested_trained_registered_and_served(settings: Settings
         stored = post(url, "/score", {"lead_id": "EV-00007"}, key)
         assert stored.status_code == 200, stored.text
         assert 0 < stored.json()["score"] < 1 and stored.json()["feature_service"] == "every_kind_v1"
-        inline = {"age_years": 44, "visits": 7, "spend_inr": 1250.5, "is_salaried": True, "home_city": "Pune"}
+        inline = {"age_years": 44, "visits": 7, "spend_inr": 1250.5, "is_salaried": True, "home_city": "Pune",
+                  "account_opened": "2026-10-01"}
         full = post(url, "/score", {"lead_id": "EV-00001", "features": inline}, key)
         assert full.status_code == 200, full.text
         gaps = post(url, "/score", {"lead_id": "EV-00002", "features": dict.fromkeys(inline)}, key)
         assert gaps.status_code == 200, gaps.text
         assert full.json()["score"] != gaps.json()["score"]
-        assert gaps.json()["missing_features"] == 5  # every type's gap, sent as null
+        assert gaps.json()["missing_features"] == 6  # every type's gap, sent as null
         bad = post(url, "/score", {"lead_id": "EV-00003", "features": {"age_years": "forty"}}, key)
         assert bad.status_code == 422 and "age_years" in bad.text
+        bad = post(url, "/score", {"lead_id": "EV-00003", "features": {"account_opened": "31/12/2025"}}, key)
+        assert bad.status_code == 422 and "account_opened" in bad.text and "ISO 8601" in bad.text
+        explained = post(url, "/score", {"lead_id": "EV-00007", "top_k": 6}, key).json()
+        shown = {c["feature"]: c["value"] for c in explained["top_positive"] + explained["top_negative"]}
+        opened = _export(tmp_path / "again.csv").set_index("Lead Ref").loc["EV-00007", "Opened"]
+        if opened:  # the stored date comes back from Redis as the day it was, shown as ISO 8601 text
+            assert shown["account_opened"].startswith(opened)

@@ -98,8 +98,13 @@ def test_entity_keys_and_field_hashes_match_feast(applied_store) -> None:  # noq
     for kind, value, proto in [("float", 1.25, Value(double_val=1.25)), ("float", 0.0, Value(double_val=0.0)),
                                ("int", -7, Value(int64_val=-7)), ("int", 300, Value(int64_val=300)),
                                ("bool", False, Value(bool_val=False)), ("string", "Pune ü", Value(string_val="Pune ü")),
-                               ("string", None, Value())]:
+                               ("string", None, Value()),
+                               ("date", datetime(2024, 5, 1, 9, tzinfo=UTC), Value(unix_timestamp_val=1714554000)),
+                               ("date", None, Value())]:
         assert encode_value(kind, value) == proto.SerializeToString(), (kind, value)
+    from pipelines.redis_codec import decode_value
+
+    assert decode_value(Value(unix_timestamp_val=1714554000).SerializeToString()) == datetime(2024, 5, 1, 9, tzinfo=UTC)
     from google.protobuf.timestamp_pb2 import Timestamp
 
     ts = Timestamp()

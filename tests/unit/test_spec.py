@@ -161,3 +161,31 @@ def test_a_wrong_csv_or_label_block_names_the_field(tmp_path: Path, block: str, 
     text = BASE.replace("{column: a, name: a,", "{column: b, name: b,")  # `a` free to be the label
     with pytest.raises(SpecError, match=message):
         load_spec(_write(tmp_path, text + block + "\n"))
+
+
+def test_a_date_feature_is_parsed_by_its_format_or_iso_and_a_bad_one_is_rejected_with_the_reason(
+        tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, BASE + """  - {column: d, name: opened, type: date, format: "%d/%m/%Y"}
+  - {column: e, name: renewed, type: date}
+"""))
+    raw = pd.DataFrame({"id": ["L1", "L2", "L3", "L4"], "ts": ["2024-01-01"] * 4, "a": ["1"] * 4,
+                        "d": ["31/12/2023", "", "2023-12-31", "01/02/2023"],
+                        "e": ["2023-06-01T10:00:00+05:30", "2023-06-02", "2023-06-03", "someday"]},
+                       index=range(1, 5))
+    checked = check_chunk(raw, spec, 1, b"k" * 32)
+    assert checked.features["lead_id"].tolist() == ["L1", "L2"]
+    opened = checked.features["opened"]
+    assert opened.iloc[0] == pd.Timestamp("2023-12-31", tz="UTC") and pd.isna(opened.iloc[1])  # a gap stays a gap
+    assert checked.features["renewed"].iloc[0] == pd.Timestamp("2023-06-01 04:30", tz="UTC")  # zoned -> UTC
+    reasons = dict(zip(checked.rejects["row_number"], checked.rejects["reason"], strict=True))
+    assert reasons[3] == "feature 'opened' (column 'd'): '2023-12-31' is not a date (expected format %d/%m/%Y)"
+    assert reasons[4] == "feature 'renewed' (column 'e'): 'someday' is not a date"
+
+
+@pytest.mark.parametrize(("feature", "message"), [
+    ("{column: a, name: a, type: int, format: '%Y'}", "`format` is for date features"),
+    ("{column: a, name: a, type: date, min: 0}", "`min`/`max` are for int and float features"),
+    ("{column: a, name: a, type: bool, allowed: [x]}", "`allowed` is for string features")])
+def test_an_option_of_another_type_is_refused(tmp_path: Path, feature: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        load_spec(_write(tmp_path, BASE.replace("{column: a, name: a, type: int}", feature)))
