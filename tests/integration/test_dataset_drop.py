@@ -42,7 +42,7 @@ label: {{column: Gagné, positive: [Oui], negative: [Non]}}
 pii: [{{column: Nom, action: drop}}, {{column: Téléphone, action: hash}}]
 consent: {{scoring: {{default: true, source: test}}}}
 features:
-  - {{column: Âge, name: age, type: {age}, min: 18}}
+  - {{column: Âge, name: age, type: {age}{", min: 18" if age == "int" else ""}}}
   - {{column: Solde €, name: balance, type: float}}
 """, encoding="utf-8")
     return path
@@ -107,7 +107,7 @@ def test_a_changed_feature_type_is_refused_then_replaced_with_dataset_drop(setti
                           cwd=REPO, stdin=subprocess.DEVNULL)
     assert done.returncode == 0, done.stderr
     assert f"dropped dataset {name}: table offline.{name} (4 rows), 4 rows in offline.labels" in done.stdout
-    again = ingest_crm(settings, _export(tmp_path), changed, progress=False)  # as text, min: 18 no longer applies
+    again = ingest_crm(settings, _export(tmp_path), changed, progress=False)  # as text: no minimum
     assert again.rows_loaded == 5 and _count(settings, "SELECT count(DISTINCT data_type) FROM "
                                              "information_schema.columns WHERE table_name = %s AND column_name = "
                                              "'age' AND data_type = 'text'", name) == 1
