@@ -235,6 +235,7 @@ class Encoder:
         n = len(df)
         trees = np.empty((n, len(self.features)), "float64")
         codes = np.empty((n, len(self.code_column)), "int64")
+        reference = reference_seconds(df) if self.dates else None  # once for every date column
         for j, name in enumerate(self.features):
             col = df[name]
             if name in self.lookup:
@@ -242,7 +243,7 @@ class Encoder:
                 codes[:, self.code_column[name]] = c
                 trees[:, j] = np.where(c < 0, np.nan, c)
             elif name in self.dates:
-                trees[:, j] = date_days(col, reference_seconds(df))
+                trees[:, j] = date_days(col, reference)
             else:
                 trees[:, j] = self.numeric(col)
         return Encoded(self, trees, codes)
@@ -289,7 +290,7 @@ class Encoder:
             values[:] = columns[j]
             trees[:, j] = numeric(pd.Series(values, dtype=object))
             missing += pd.isna(values)
-        now = time.time()
+        now = time.time() if self.dates else None
         for j, name in enumerate(names):
             if name in self.dates:  # a record is a lead being scored now
                 trees[:, j] = date_days(columns[j], now)

@@ -28,7 +28,6 @@ TYPES = {"float": NUMERIC_TYPES, "int": NUMERIC_TYPES, "bool": ["bool", "boolean
          "date": ["datetime64[ns]", "datetime64[us]", "datetime64[ms]", "datetime64[s]"]}  # in UTC, zone dropped
 
 
-
 @dataclass
 class ColumnRule:
     name: str
