@@ -12,18 +12,22 @@ PYTHON=${PYTHON:-python3.11}
 step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# 1. System packages: Redis comes from Debian (PostgreSQL+pgvector and the broker come as Python wheels).
-if ! command -v redis-server >/dev/null 2>&1; then
-  step "installing redis-server (apt)"
+# 1. System packages: Redis and Prometheus (with promtool) come from Debian; PostgreSQL+pgvector, the broker and
+#    the Evidently UI come as Python wheels.
+apt_need() {  # apt_need PACKAGE BINARY
+  command -v "$2" >/dev/null 2>&1 || [ -x "/usr/bin/$2" ] && return 0
+  step "installing $1 (apt)"
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q --no-install-recommends redis-server >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends redis-server >/dev/null; } \
-      || die "apt-get could not install redis-server"
+    apt-get install -y -q --no-install-recommends "$1" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "$1" >/dev/null; } \
+      || die "apt-get could not install $1"
   else
-    die "redis-server is missing: run 'sudo apt-get install -y redis-server' and try again"
+    die "$2 is missing: run 'sudo apt-get install -y --no-install-recommends $1' and try again"
   fi
-fi
+}
+apt_need redis-server redis-server
+apt_need prometheus prometheus
 
 # 2. The venv with the pinned, known-good set. torch goes first and alone: pip takes the CPU build on disk,
 #    and nothing after it may pull a newer (CUDA, several GB) torch.

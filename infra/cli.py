@@ -61,6 +61,15 @@ def _register_serving() -> None:
 _register_serving()
 
 
+def _register_monitoring() -> None:
+    from monitoring.cli import monitor_app
+
+    app.add_typer(monitor_app, name="monitor")
+
+
+_register_monitoring()
+
+
 def _settings():
     from infra.config import Settings
 
@@ -120,7 +129,7 @@ def infra_status() -> None:
 
 @infra_app.command("logs")
 def infra_logs(
-    service: Annotated[str, typer.Argument(help="postgres, redis, kafka, mlflow or serving")],
+    service: Annotated[str, typer.Argument(help="postgres, redis, kafka, prometheus, evidently, mlflow or serving")],
     lines: Annotated[int, typer.Option("--lines", "-n", help="how many lines from the end")] = 50,
 ) -> None:
     """Print the end of one server's log."""
@@ -146,10 +155,11 @@ def main() -> None:
     """Console entry point: known problems become one readable line and a non-zero exit."""
     from infra.config import ConfigError
     from infra.process import ServiceError
+    from monitoring.windows import MonitorError
 
     try:
         app()
-    except (ServiceError, ConfigError) as exc:
+    except (ServiceError, ConfigError, MonitorError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

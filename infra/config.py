@@ -17,7 +17,8 @@ from urllib.parse import quote
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
-DEFAULT_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "mlflow": 15000, "serving": 13000}
+DEFAULT_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "mlflow": 15000, "serving": 13000,
+                 "prometheus": 19090, "evidently": 18001, "monitor": 19101}
 
 
 class ConfigError(RuntimeError):
@@ -51,6 +52,9 @@ class Settings:
     kafka_port: int
     mlflow_port: int
     serving_port: int
+    prometheus_port: int
+    evidently_port: int
+    monitor_port: int  # `leadscore monitor watch` serves its /metrics here
     pg_user: str
     pg_db: str
     mlflow_db: str
@@ -93,6 +97,9 @@ class Settings:
             kafka_port=ports["kafka"],
             mlflow_port=ports["mlflow"],
             serving_port=ports["serving"],
+            prometheus_port=ports["prometheus"],
+            evidently_port=ports["evidently"],
+            monitor_port=ports["monitor"],
             pg_user=scope.get("LEADSCORE_PG_USER", "leadscore"),
             pg_db=scope.get("LEADSCORE_PG_DB", "leadscore"),
             mlflow_db=scope.get("LEADSCORE_MLFLOW_DB", "mlflow"),
@@ -146,6 +153,14 @@ class Settings:
 
     def redis_url(self) -> str:
         return f"redis://:{quote(self.secret('redis'), safe='')}@{self.redis_host}:{self.redis_port}/0"
+
+    @property
+    def evidently_url(self) -> str:
+        return self.env.get("LEADSCORE_EVIDENTLY_URL") or f"http://{self.host}:{self.evidently_port}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return self.env.get("LEADSCORE_PROMETHEUS_URL") or f"http://{self.host}:{self.prometheus_port}"
 
     def feast_env(self) -> dict[str, str]:
         """The variables feature_repo/feature_store.yaml expands (Feast reads ${VAR} from the environment)."""

@@ -10,14 +10,16 @@ from dataclasses import dataclass
 
 from infra.config import Settings
 from infra.migrate import apply_migrations
+from infra.monitor_servers import EvidentlyUI, Prometheus
 from infra.postgres import Postgres
 from infra.process import ServiceError, ensure_port_free, pid_alive, wait_until
 from infra.servers import Broker, MLflowServer, Redis, Server, ServingServer, answers
 
 
 def servers(settings: Settings) -> list[Server]:
-    """Every server in start order (MLflow needs Postgres)."""
-    return [Postgres(settings), Redis(settings), Broker(settings), MLflowServer(settings)]
+    """Every server in start order (MLflow needs Postgres; the monitoring servers need nothing)."""
+    return [Postgres(settings), Redis(settings), Broker(settings), Prometheus(settings), EvidentlyUI(settings),
+            MLflowServer(settings)]
 
 
 def optional_servers(settings: Settings) -> list[Server]:
@@ -64,20 +66,21 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceSt
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     settings.secret("pg", create=True)
     settings.secret("redis", create=True)
-    pg, redis, broker, mlflow = servers(settings)
+    settings.secret("evidently", create=True)
+    *independent, mlflow = servers(settings)
     for server in servers(settings):  # fail before starting anything if a port we need is taken
         if server.pid() is None:
             ensure_port_free(server.name, settings.host, server.port, server.port_env)
     started: dict[str, tuple[float, int | None]] = {}
-    for server in (pg, redis, broker):
+    for server in independent:
         t0 = time.monotonic()
         pid = server.start()
         started[server.name] = (t0, pid)
         if pid:
             say(f"starting {server.name} on {settings.host}:{server.port}")
-    for server in (pg, redis, broker):
+    for server in independent:
         _wait_healthy(server, *started[server.name])
-    pg.ensure_databases()
+    independent[0].ensure_databases()
     for name in apply_migrations(settings):
         say(f"applied migration {name}")
     t0 = time.monotonic()

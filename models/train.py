@@ -86,12 +86,13 @@ def train(settings: Settings, feature_service: str, options: FitOptions | None =
 def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions | None = None,
                 dataset: str | None = None, model_name: str | None = None, suite: SuiteOptions | None = None,
                 say: Callable[[str], None] = print, refit_all: bool = False,
-                seconds: dict[str, float] | None = None) -> TrainOutcome:
+                seconds: dict[str, float] | None = None, reference: bool = True) -> TrainOutcome:
     """Validate, fit and track one training; register the ensemble with alias `challenger`.
 
     With `refit_all`, once the held-out estimate is logged the chosen configuration (tuned parameters, members) is
     fitted again on every labelled row, test rows included, and that model is registered, carrying the estimate's
-    held-out figures (the run and the version say so)."""
+    held-out figures (the run and the version say so). With `reference` (the default) the rows the version learnt
+    from are kept as its monitoring reference (monitoring/reference.py; PostgreSQL must be up)."""
     options = options or FitOptions()
     seconds = dict(seconds or {})
     model_name = model_name or settings.model_name
@@ -107,12 +108,12 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
         with quiet(log_path):
             configure_mlflow(settings)
         return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
-                        report_path, log_path, Path(tmp), stamp)
+                        report_path, log_path, Path(tmp), stamp, reference)
 
 
 def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions, dataset: str,
              model_name: str, say: Callable[[str], None], refit_all: bool, seconds: dict[str, float],
-             report_path: Path, log_path: Path, tmp_path: Path, stamp: str) -> TrainOutcome:
+             report_path: Path, log_path: Path, tmp_path: Path, stamp: str, reference: bool) -> TrainOutcome:
     import mlflow
 
     from models.register import input_example, log_ensemble, set_alias
@@ -157,11 +158,13 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         with quiet(log_path):  # MLflow's own prints ("Successfully registered ...") and upload bars
             info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
         version = str(info.registered_model_version)
+        kept = _record_reference(settings, model_name, parent.info.run_id, final) if reference else None
         ens = result.test_metrics["ensemble"]
         tags = {"feature_service": feature_service, "dataset": dataset, "run_id": parent.info.run_id,
                 "test_roc_auc": f"{ens['roc_auc']:.4f}", "test_log_loss": f"{ens['log_loss']:.4f}",
                 "data_validation": "passed", "refit_all": str(refit_all).lower(),
-                "members": ",".join(final.ensemble.members)}
+                "members": ",".join(final.ensemble.members),
+                "reference_rows": str(kept["stored"]["rows"]) if kept else "none"}
         if result.warnings:
             tags["warning"] = "; ".join(result.warnings)
             mlflow.set_tag("leadscore.warning", tags["warning"])
@@ -175,6 +178,18 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
             + (": refitted on every labelled row; its held-out figures are the estimate's" if refit_all else ""))
         return TrainOutcome(parent.info.run_id, parent.info.experiment_id, model_name, version, final, report_path,
                             result, seconds)
+
+
+def _record_reference(settings: Settings, model_name: str, run_id: str, final: FitResult) -> dict:
+    """The version's monitoring reference (monitoring/reference.py): rows to PostgreSQL, the summary to the run."""
+    import mlflow
+
+    from monitoring.reference import record_reference
+
+    summary = record_reference(settings, model_name, run_id, final)
+    mlflow.log_dict(summary, "monitoring/reference_summary.json")
+    mlflow.log_param("reference_rows", summary["stored"]["rows"])
+    return summary
 
 
 def _refit_all(result: FitResult, frame: pd.DataFrame, feature_service: str, options: FitOptions, tmp: Path,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -81,6 +82,8 @@ class Engine:
                              every_s=_env_float(settings, "LEADSCORE_LOG_FLUSH_S", 0.5),
                              on_drop=lambda kind, n: m.log_dropped.labels(kind).inc(n),
                              on_flush=lambda kind, n: m.log_rows.labels(kind).inc(n))
+        # the share of scored leads whose features are logged with the score (monitoring's served features)
+        self.feature_sample = min(1.0, max(0.0, _env_float(settings, "LEADSCORE_FEATURE_LOG_SAMPLE", 1.0)))
         self.store = feature_store(settings)
         self.served: Served | None = None
         self.watcher = ModelWatcher(settings.model_name, "champion",
@@ -153,9 +156,14 @@ class Engine:
                 outcomes.append(None)
         return out_rows, outcomes
 
+    def _sampled(self, row: dict) -> dict | None:
+        """The row to log with its score, or None when this lead is not in the sample."""
+        rate = self.feature_sample
+        return row if rate >= 1.0 or (rate > 0.0 and random.random() < rate) else None  # noqa: S311 - sampling
+
     def _log(self, endpoint: str, served: Served, it: Item, leads: list[tuple]) -> None:
         """Queue prediction-log rows for one call: `it` says who asked; leads are (lead_id, score, tier, text
-        signal, rank score, inline feature count)."""
+        signal, rank score, inline feature count, the features scored or None)."""
         model = served.model
         self.log.add_predictions((self.log.now(), endpoint, it.request_id, it.key.key_id, it.key.tenant, model.name,
                               model.version, model.feature_service), leads)
@@ -182,7 +190,7 @@ class Engine:
                             "model_version": served.model.version, "feature_service": served.model.feature_service}
                     outcomes[i] = (200, body)
                     self._log("score", served, it, [(it.lead_id, res["score"], res["tier"], body["text_signal"],
-                                                     None, len(it.inline or {}))])
+                                                     None, len(it.inline or {}), self._sampled(rows[i]))])
                     metrics().scores.observe(res["score"])
                     metrics().tiers.labels(res["tier"]).inc()
         return outcomes
@@ -214,7 +222,8 @@ class Engine:
                     "text_signal": sig[j], "tier": tiers[j]} for r, j in enumerate(order.tolist(), start=1)]
         if ok:  # one call: one key, one request id
             self._log("rank", served, items[ok[0]], [(items[i].lead_id, plain[j], tiers[j], sig[j], ranked[j],
-                                                      len(items[i].inline or {})) for j, i in enumerate(ok)])
+                                                      len(items[i].inline or {}), self._sampled(rows[i]))
+                                                     for j, i in enumerate(ok)])
         skipped = {404: [], 403: []}
         for it, outcome in zip(items, outcomes, strict=True):
             if outcome is not None:

@@ -21,7 +21,8 @@ log = logging.getLogger("leadscore.serving.log")
 
 # a prediction row is (shared part, per-lead part): one call's leads share who asked, when and which model
 SHARED_COLUMNS = ("at", "endpoint", "request_id", "key_id", "tenant", "model_name", "model_version", "feature_service")
-LEAD_COLUMNS = ("lead_id", "score", "tier", "text_signal", "rank_score", "inline_features")
+# `features` is the row the model scored (a dict, written as JSON), or None when the call was not sampled
+LEAD_COLUMNS = ("lead_id", "score", "tier", "text_signal", "rank_score", "inline_features", "features")
 PREDICTION_COLUMNS = SHARED_COLUMNS + LEAD_COLUMNS
 AUDIT_COLUMNS = ("at", "actor", "action", "lead_id", "purpose", "detail")
 
@@ -128,12 +129,33 @@ class LogWriter:
         self._drop_connection()
 
 
+def _json_default(value: object) -> object:
+    """What msgspec cannot encode itself: numpy scalars (their Python value), anything else as text."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) else str(value)
+
+
+_JSON = None
+
+
+def _json(value: dict) -> str:
+    """A feature row as JSON (msgspec: ~1 us a row; NaN and infinities become null, datetimes ISO 8601)."""
+    global _JSON
+    if _JSON is None:
+        import msgspec
+
+        _JSON = msgspec.json.Encoder(enc_hook=_json_default)
+    return _JSON.encode(value).decode()
+
+
 def _copy_value(value: object) -> str:
     r"""One value in COPY's text format: \N for NULL; backslash, tab, newline and carriage return escaped."""
     if value is None:
         return "\\N"
     if isinstance(value, datetime):
         return value.isoformat()
+    if isinstance(value, dict):
+        value = _json(value)
     text = value if isinstance(value, str) else repr(value) if isinstance(value, float) else str(value)
     if "\\" in text or "\t" in text or "\n" in text or "\r" in text:
         text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")

@@ -14,7 +14,7 @@ import pytest
 from infra.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
-SERVICES = ("postgres", "redis", "kafka", "mlflow", "serving")
+SERVICES = ("postgres", "redis", "kafka", "mlflow", "serving", "prometheus", "evidently", "monitor")
 
 
 def free_ports(n: int) -> list[int]:
@@ -51,6 +51,7 @@ def leadscore(args: list[str], env: dict[str, str], timeout: float = 180) -> sub
 def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A whole stack started with `leadscore infra up` for the session, stopped with `infra down` at the end."""
     env = stack_env(tmp_path_factory.mktemp("stack") / "state")
+    env["LEADSCORE_PROMETHEUS_SCRAPE_S"] = "1"  # alerts within seconds of a new monitor result
     done = leadscore(["infra", "up"], env)
     assert done.returncode == 0, done.stderr + done.stdout
     yield env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -44,6 +45,10 @@ def worker_command(
     ensure_topics(settings)
     server, _ = start_http_server(metrics_port, addr=settings.host)
     typer.echo(f"metrics: http://{settings.host}:{server.server_port}/metrics", err=True)
+    from infra.monitor_servers import register_target
+
+    # Prometheus (infra up) finds the worker by file service discovery; the file goes when the worker stops
+    target = register_target(settings, f"stream-worker-{os.getpid()}", server.server_port, {"worker": str(os.getpid())})
     app = create_app(settings, batch_size=batch_size, flush_s=flush_ms / 1000)
     from faust.worker import Worker
 
@@ -59,6 +64,9 @@ def worker_command(
             raise RuntimeError(f"the stream worker stopped on a batch it could not process ({failure!r}); nothing "
                                "of that batch was acknowledged, so a restarted worker processes it again") from None
         raise
+    finally:
+        if target is not None:
+            target.unlink(missing_ok=True)
 
 
 @stream_app.command("embed")

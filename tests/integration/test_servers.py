@@ -117,3 +117,43 @@ def test_mlflow_experiment_metric_registry_and_alias(settings: Settings) -> None
     assert client.get_model_version_by_alias(name, "champion").version == str(version)
     loaded = mlflow.pyfunc.load_model(f"models:/{name}@champion")
     assert list(loaded.predict(np.zeros((3, 2)))) == [0.5, 0.5, 0.5]
+
+
+def test_prometheus_runs_our_config_and_rules_and_scrapes_registered_workers(settings: Settings) -> None:
+    import json
+    import time
+    import urllib.request
+
+    from infra.monitor_servers import register_target
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(f"{settings.prometheus_url}{path}", timeout=5) as resp:  # noqa: S310
+            return json.loads(resp.read())
+
+    assert settings.prometheus_url.startswith("http://127.0.0.1:")
+    groups = {g["name"] for g in get("/api/v1/rules")["data"]["groups"]}
+    assert {"leadscore-model", "leadscore-serving", "leadscore-streams"} <= groups
+    jobs = {t["labels"]["job"] for t in get("/api/v1/targets")["data"]["activeTargets"]}
+    assert {"leadscore-serving", "leadscore-monitor"} <= jobs
+    flags = get("/api/v1/status/flags")["data"]
+    assert flags["storage.tsdb.path"].startswith(str(settings.state_dir.resolve() / "prometheus")) or \
+        "/var/lib/leadscore/" in flags["storage.tsdb.path"]
+    path = register_target(settings, "test-worker", 1, {"worker": "test"})  # file service discovery
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = [t for t in get("/api/v1/targets")["data"]["activeTargets"] if t["labels"].get("worker") == "test"]
+            if found:
+                break
+            time.sleep(0.5)
+        assert found and found[0]["labels"]["job"] == "leadscore-streams"
+    finally:
+        path.unlink()
+
+
+def test_evidently_ui_answers_with_the_secret_and_refuses_writes_without(settings: Settings) -> None:
+    import httpx
+
+    assert httpx.get(f"{settings.evidently_url}/api/version", timeout=5).status_code == 200
+    refused = httpx.post(f"{settings.evidently_url}/api/projects", json={"name": "x", "description": ""}, timeout=5)
+    assert refused.status_code in (401, 403), refused.text

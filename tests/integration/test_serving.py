@@ -194,14 +194,33 @@ def test_rank_orders_a_thousand_leads_best_first_in_one_call(url: str, keys, lea
     assert [x["lead_id"] for x in top] == [x["lead_id"] for x in body["results"][:10]]
 
 
-def test_every_score_lands_in_the_prediction_log(url: str, keys, leads, settings, champion) -> None:  # noqa: ANN001
-    lead = leads[5]
-    post(url, "/score", {"lead_id": lead}, keys["main"])
+def test_every_score_lands_in_the_prediction_log_with_the_features_it_was_computed_from(
+        url: str, keys, leads, settings, champion, scorer, applied_store) -> None:  # noqa: ANN001
+    from pipelines.online import OnlineReader
+
+    lead, ranked = leads[5], leads[6]
+    numeric = next(f for f in scorer.feature_names if f not in scorer.categorical_features)
+    assert post(url, "/score", {"lead_id": lead, "features": {numeric: 7.0}}, keys["main"]).status_code == 200
+    assert post(url, "/rank", {"leads": [{"lead_id": ranked}]}, keys["main"]).status_code == 200
     with psycopg.connect(settings.pg_dsn()) as conn:
         row = wait_for(lambda: conn.execute(
-            "SELECT endpoint, tenant, model_name, model_version, score, tier FROM serving.prediction_log "
-            "WHERE lead_id = %s AND endpoint = 'score' ORDER BY id DESC LIMIT 1", (lead,)).fetchone())
+            "SELECT endpoint, tenant, model_name, model_version, score, tier, inline_features, features "
+            "FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'score' ORDER BY id DESC LIMIT 1",
+            (lead,)).fetchone())
+        rank_row = wait_for(lambda: conn.execute(
+            "SELECT score, features FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'rank' "
+            "ORDER BY id DESC LIMIT 1", (ranked,)).fetchone())
     assert row[:4] == ("score", "it-broker", MODEL, champion) and 0 < row[4] < 1 and row[5] in "ABCD"
+    # what the model scored: the stored row with the inline value over it, and the score it gave that row
+    stored = OnlineReader(applied_store, "xeducation_v1").read([lead, ranked])
+    logged, expected = row[7], {**stored[0], numeric: 7.0}
+    assert row[6] == 1 and set(scorer.feature_names) <= set(logged)
+    for name in scorer.feature_names:
+        want = expected[name]
+        assert logged[name] == (None if isinstance(want, float) and want != want else want), name
+    served = scorer.score_records([{f: logged[f] for f in scorer.feature_names}], method=None)["score"][0]
+    assert row[4] == pytest.approx(float(served), rel=1e-9)
+    assert all(rank_row[1][f] == stored[1][f] or stored[1][f] != stored[1][f] for f in scorer.feature_names)
 
 
 def test_health_readiness_metrics_and_openapi(url: str, keys, leads) -> None:  # noqa: ANN001

@@ -26,7 +26,8 @@ def test_refit_all_registers_a_model_trained_on_every_labelled_row(tmp_path: Pat
     frame = synthetic(1500)
     lines: list[str] = []
     options = FitOptions(members=("linear", "lightgbm"), trials=2, budget=60, folds=3, progress=False)
-    out = train_frame(settings, frame, "synthetic_v1", options, say=lines.append, refit_all=True)
+    # no PostgreSQL here, so no monitoring reference (tests/integration/test_monitoring.py keeps one)
+    out = train_frame(settings, frame, "synthetic_v1", options, say=lines.append, refit_all=True, reference=False)
     estimate, registered = out.estimate, out.result
     assert len(estimate.split.train) == 1200 and len(estimate.split.test) == 300
     assert len(registered.split.train) == 1500 and registered.split.method == "all"

@@ -26,7 +26,7 @@ def test_help_imports_no_heavy_library() -> None:
 def test_status_of_a_stack_never_started_exits_1(tmp_path: Path) -> None:
     done = leadscore(["infra", "status"], stack_env(tmp_path / "state"), timeout=60)
     assert done.returncode == 1
-    assert done.stdout.count("stopped") == 4
+    assert done.stdout.count("stopped") == 6  # postgres, redis, kafka, prometheus, evidently, mlflow
 
 
 def test_a_bad_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
