@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from infra.config import Settings
 
+from pipelines.simulate_drift import DriftSpec, apply_drift
 from pipelines.simulate_events import SimulatedEvents, generate_events  # noqa: F401 - the public API
 from pipelines.simulate_profiles import BAD_KINDS, CRM, PROFILE_COLUMNS, WEB, generate_profiles  # noqa: F401
 
@@ -93,7 +94,7 @@ def ensure_source_topics(settings: Settings) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- the job
 def simulate(settings: Settings, leads: int, days: int, rate: float | None, seed: int, out_dir: Path,
              produce_events: bool = True, live: bool = False, bad_fraction: float = 0.0,
-             end: datetime | None = None, progress: bool = True) -> dict[str, Any]:
+             end: datetime | None = None, progress: bool = True, drift: DriftSpec | None = None) -> dict[str, Any]:
     """Write `out_dir/broker_leads.csv` (profiles, PII included: ingest hashes or drops it by the spec) and
     `out_dir/broker_leads_truth.csv` (hidden intent and outcome: for benchmarks, never ingested), then produce the
     events to Kafka. Returns counts: leads, events, events by topic, bad events, sent, outcomes, seconds."""
@@ -102,7 +103,9 @@ def simulate(settings: Settings, leads: int, days: int, rate: float | None, seed
     if leads < 1 or days < 1:
         raise ValueError("leads and days must be at least 1")
     profiles, intent = generate_profiles(leads, seed, end - timedelta(days=days), days)
-    events = generate_events(profiles, intent, days, seed, end, live=live, bad_fraction=bad_fraction)
+    profiles, funnel, activity, drifted = apply_drift(profiles, intent, drift or DriftSpec(), seed)
+    events = generate_events(profiles, intent, days, seed, end, live=live, bad_fraction=bad_fraction,
+                             funnel_intent=funnel, activity=activity)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "broker_leads.csv"
@@ -119,7 +122,7 @@ def simulate(settings: Settings, leads: int, days: int, rate: float | None, seed
     return {
         "leads": leads, "events": len(events), "events_by_topic": events.counts(), "bad_events": events.n_bad,
         "sent": sent, "converted": outcomes.get("converted", 0), "lost": outcomes.get("lost", 0),
-        "csv": str(csv_path), "seconds": round(time.monotonic() - started, 2),
+        "csv": str(csv_path), "seconds": round(time.monotonic() - started, 2), "drifted": drifted,
     }
 
 
@@ -146,6 +149,15 @@ def simulate_command(
     live: Annotated[bool, typer.Option("--live", help="stamp each event with the time it is sent")] = False,
     bad_fraction: Annotated[float, typer.Option(help="share of deliberately bad events (dead-letter demos), "
                                                 "0 to 0.5")] = 0.0,
+    drift_from: Annotated[str | None, typer.Option(help="leads created from this ISO date/time on drift (with the "
+                                                   "options below)")] = None,
+    income_factor: Annotated[float, typer.Option(help="covariate shift: drifted leads' incomes times this")] = 1.0,
+    activity_factor: Annotated[float, typer.Option(help="covariate shift: drifted leads' web sessions times this")
+                               ] = 1.0,
+    new_city: Annotated[str | None, typer.Option(help="covariate shift: 30% of drifted leads from this new city")
+                        ] = None,
+    concept_drift: Annotated[bool, typer.Option("--concept-drift", help="drifted leads convert by a hidden intent "
+                                                "unrelated to their behaviour")] = False,
 ) -> None:
     """Simulate Indian broker leads (profiles CSV) and their web, email, WhatsApp/SMS, call and CRM events."""
     per_s = parse_rate(rate)
@@ -156,10 +168,35 @@ def simulate_command(
                                  param_hint="--live")
     from infra.config import Settings
 
+    drift = _drift_spec(drift_from, income_factor, activity_factor, new_city, concept_drift)
     r = simulate(Settings.load(), leads, days, per_s, seed, out, produce_events=not no_produce, live=live,
-                 bad_fraction=bad_fraction)
+                 bad_fraction=bad_fraction, drift=drift)
     by_topic = ", ".join(f"{t.split('.')[-1]} {c}" for t, c in r["events_by_topic"].items())
     where = f"sent {r['sent']} to Kafka" if not no_produce else "not sent (--no-produce)"
     typer.echo(f"simulated {r['leads']} leads ({r['converted']} converted, {r['lost']} lost) -> {r['csv']}; "
-               f"{r['events']} events ({by_topic}, bad {r['bad_events']}), {where} in {r['seconds']:.1f} s")
+               f"{r['events']} events ({by_topic}, bad {r['bad_events']}), {where} in {r['seconds']:.1f} s"
+               + (f"; {r['drifted']} leads drifted from {drift_from}" if drift.active else ""))
+
+
+def _drift_spec(start: str | None, income: float, activity: float, city: str | None, concept: bool) -> DriftSpec:
+    """The drift options as a DriftSpec; options without --drift-from (or the reverse) are refused."""
+    spec = DriftSpec(None, income, activity, city, concept)
+    changes = income != 1.0 or activity != 1.0 or bool(city) or concept
+    if start is None:
+        if changes:
+            raise typer.BadParameter("say when the drift starts: --drift-from 2026-11-20", param_hint="--drift-from")
+        return spec
+    if not changes:
+        raise typer.BadParameter("--drift-from needs a drift: --income-factor, --activity-factor, --new-city or "
+                                 "--concept-drift", param_hint="--drift-from")
+    if income <= 0 or activity <= 0:
+        raise typer.BadParameter("factors must be above 0", param_hint="--income-factor/--activity-factor")
+    try:
+        import pandas as pd
+
+        stamp = pd.Timestamp(start)
+    except ValueError:
+        raise typer.BadParameter(f"{start!r} is not an ISO 8601 date or time", param_hint="--drift-from") from None
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+    return DriftSpec(stamp.to_pydatetime(), income, activity, city, concept)
 

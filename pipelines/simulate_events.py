@@ -148,10 +148,13 @@ class SimulatedEvents:
 
 
 def generate_events(profiles: pd.DataFrame, intent: np.ndarray, days: int, seed: int, end: datetime,
-                    live: bool = False, bad_fraction: float = 0.0) -> SimulatedEvents:
+                    live: bool = False, bad_fraction: float = 0.0, funnel_intent: np.ndarray | None = None,
+                    activity: np.ndarray | None = None) -> SimulatedEvents:
     """Every lead's events over the `days` before `end`, in event-time order (see SimulatedEvents).
 
     `bad_fraction` of the events (0 <= f < 1) are deliberately bad, one of BAD_KINDS each, for dead-letter demos.
+    Drift (pipelines/simulate_drift.py): `funnel_intent` drives the funnel instead of `intent` (which still drives
+    behaviour: concept drift), `activity` multiplies each lead's web sessions (covariate shift).
     """
     import numpy as np
     import pandas as pd
@@ -177,16 +180,16 @@ def generate_events(profiles: pd.DataFrame, intent: np.ndarray, days: int, seed:
     z_cibil = np.where(np.isnan(cibil), -0.4, (np.nan_to_num(cibil, nan=700) - 715) / 70)
     afford = 0.5 * (log_inc - 13.5) / 0.6 + 0.5 * z_cibil + np.array([0, 0.15, 0, -0.2])[tier.clip(1, 3)]
     prop = afford + rng.normal(0, 0.4, n)
-    k = intent
+    k, kf = intent, (intent if funnel_intent is None else np.asarray(funnel_intent, dtype=float))
     p_stage = np.stack([
-        0.80 + 0.17 * k,                                     # contacted
-        _sigmoid(-1.6 + 4.2 * k + 0.6 * prop),               # qualified
-        _sigmoid(-1.1 + 4.0 * k + 0.4 * prop),               # site_visit
-        _sigmoid(-0.5 + 3.5 * k + 0.5 * prop),               # negotiation
-        _sigmoid(-0.3 + 3.5 * k + 0.9 * prop),               # converted
+        0.80 + 0.17 * kf,                                    # contacted
+        _sigmoid(-1.6 + 4.2 * kf + 0.6 * prop),              # qualified
+        _sigmoid(-1.1 + 4.0 * kf + 0.4 * prop),              # site_visit
+        _sigmoid(-0.5 + 3.5 * kf + 0.5 * prop),              # negotiation
+        _sigmoid(-0.3 + 3.5 * kf + 0.9 * prop),              # converted
     ], axis=1)
     mean_gap = np.array([0.25, 2.5, 3.0, 2.5, 3.0]) * s * DAY_US
-    pace = (1.35 - k)[:, None]
+    pace = (1.35 - kf)[:, None]
     gaps = (rng.exponential(1.0, (n, 5)) * mean_gap * pace).astype(np.int64) + 5 * MIN_US
     stage_t = np.concatenate([created[:, None], created[:, None] + np.cumsum(gaps, axis=1)], axis=1)  # (n, 6)
     passed = np.cumprod(rng.random((n, 5)) < p_stage, axis=1).astype(bool)
@@ -252,7 +255,7 @@ def generate_events(profiles: pd.DataFrame, intent: np.ndarray, days: int, seed:
 
     # -- web: sessions in bursts, each a few events minutes apart ending in a `session` event
     lead_ix = np.arange(n)
-    n_burst = rng.poisson(active * (0.03 + 0.3 * k ** 1.3))
+    n_burst = rng.poisson(active * (0.03 + 0.3 * k ** 1.3) * (1.0 if activity is None else activity))
     b_lead = np.repeat(lead_ix, n_burst)
     b_t = _daytime(rng, within(b_lead, created[b_lead], a_end[b_lead]))
     b_size = 1 + rng.poisson(0.4 + 1.8 * k[b_lead])
