@@ -20,8 +20,8 @@ from infra.config import Settings
 if TYPE_CHECKING:
     import pandas as pd
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 TEST_METRICS = ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision_at_10")
@@ -35,7 +35,7 @@ def parse_duration(text: str, what: str = "--window") -> timedelta:
     """'30m', '12h', '1d', '7d', '2w' as a timedelta."""
     match = _DURATION.match(text or "")
     if not match or float(match.group(1)) <= 0:
-        raise MonitorError(f"{what} {text!r} is not a duration: use a number and m, h, d or w (e.g. 1d, 7d, 12h)")
+        raise MonitorError(f"{what} {text!r} is not a duration: use a number and s, m, h, d or w (e.g. 1d, 7d, 12h)")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
