@@ -50,7 +50,7 @@ def leads_frame(n: int, rng: np.random.Generator) -> tuple[pd.DataFrame, np.ndar
         "household": rng.integers(1, 7, n).astype("float64"), "reply_minutes": rng.exponential(90, n),
         "city": CITIES[rng.integers(0, len(CITIES), n)], "source": SOURCES[rng.integers(0, len(SOURCES), n)],
         "product": np.where(rng.random(n) < 0.2, "insurance", "property").astype(object),
-        "has_whatsapp": rng.random(n) < 0.8,
+        "has_whatsapp": (rng.random(n) < 0.8).astype("float64"),
     })
     z = (-2.0 + 0.35 * np.log1p(frame["visits_7d"]) * 2 + 0.0012 * frame["time_on_site_s"] + 0.5 * frame["emi_uses"]
          + (frame["cibil"] - 720) / 80 - 0.004 * frame["reply_minutes"] + 0.4 * (frame["source"] == "referral"))
@@ -69,7 +69,7 @@ def setup(settings: Settings, leads: int, days: int, now: datetime, seed: int = 
     rng = np.random.default_rng(seed)
     hist, p = leads_frame(20_000, rng)
     hist.insert(0, "lead_id", [f"H{i:07d}" for i in range(len(hist))])
-    hist.insert(1, "event_timestamp", pd.Timestamp(now - timedelta(days=days + 60), tz="UTC")
+    hist.insert(1, "event_timestamp", pd.Timestamp(now - timedelta(days=days + 60))
                 + pd.to_timedelta(rng.uniform(0, 50, len(hist)), unit="D"))
     hist.insert(2, "label", (rng.random(len(hist)) < p).astype("int64"))
     outcome = train_frame(settings, hist, f"{DATASET}_v1", FitOptions(trials=0, max_epochs=5, progress=False),
@@ -89,7 +89,7 @@ def setup(settings: Settings, leads: int, days: int, now: datetime, seed: int = 
     features = new.to_json(orient="records", lines=True).splitlines()
     for i in range(leads):
         buf.write(f"{at[i].isoformat()}\tscore\tbench\tbench\tbench\t{ids[i]}\t{MODEL}\t{outcome.version}\t"
-                  f"{DATASET}_v1\t{scores[i]!r}\tB\t0\t{features[i].replace(chr(92), chr(92) * 2)}\n")
+                  f"{DATASET}_v1\t{float(scores[i])!r}\tB\t0\t{features[i].replace(chr(92), chr(92) * 2)}\n")
     with psycopg.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
         with cur.copy("COPY serving.prediction_log (at, endpoint, request_id, key_id, tenant, lead_id, model_name, "
                       "model_version, feature_service, score, tier, inline_features, features) FROM STDIN") as copy:

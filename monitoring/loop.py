@@ -93,6 +93,9 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
         drift = run_drift(settings, ref.name, now - options.window, now, ref=ref)
         for line in drift_lines(drift)[:2]:
             say(line)
+        if (p := drift.result.prediction) is not None:
+            say(f"score drift: {p.display_name} {p.score:.4f} (threshold {p.threshold:g}): "
+                f"{'DRIFT' if p.drifted else 'ok'}")
         decision.figures["drift_share"] = drift.result.share
         decision.figures["drifted_features"] = [c.column for c in drift.result.drifted]
     except MonitorError as exc:

@@ -85,6 +85,8 @@ def _project(workspace, name: str):  # noqa: ANN001, ANN202 - evidently workspac
     """The model's project, created with its dashboard the first time."""
     found = workspace.search_project(name)
     if found:
+        if not found[0].dashboard.model().panels:  # created by a run that stopped before its dashboard
+            _dashboard(found[0])
         return found[0]
     project = workspace.create_project(name, description=f"LeadScore model {name}: drift and realized quality of "
                                                           "its served scores, one snapshot per monitor run")

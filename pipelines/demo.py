@@ -79,7 +79,8 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
 
     ranked = rank_leads(settings, spec.table)
     say(f"[10/10] ranked {ranked:,} leads through /rank, then one monitor cycle over what was served "
-        "(drift against the champion's training reference, realized quality of the scored leads):")
+        "(drift against the champion's training reference, realized quality of the scored leads; these X Education "
+        "leads are the model's own training rows, so their realized quality is in-sample here):")
     monitored = monitor_cycle(settings, say)
     say(f"      Evidently UI: {settings.evidently_url} (a project per model); Prometheus: {settings.prometheus_url}"
         " (alerts at /alerts); watch it hourly: leadscore monitor watch --every 1h")

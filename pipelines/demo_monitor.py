@@ -44,7 +44,8 @@ def monitor_cycle(settings: Settings, say: Callable[[str], None] = print) -> dic
     decision = cycle(settings, settings.model_name, LoopOptions(window=timedelta(hours=1),
                                                                 performance_window=timedelta(hours=1)),
                      say=lines.append)
-    keep = [line for line in lines if line.startswith(("drifted features", "  20", "  test"))]
+    keep = [line for line in lines if line.startswith(("drifted features", "score drift", "  cohort", "  20",
+                                                         "  test"))]
     for line in keep:
         say(f"      {line.strip()}")
     say(f"      {decision.line()}")

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # `leadscore --help` imports this module: numpy and pandas load when drift is applied
+    import numpy as np
+    import pandas as pd
 
 NEW_CITY_SHARE = 0.3
 
@@ -38,6 +40,9 @@ def apply_drift(profiles: pd.DataFrame, intent: np.ndarray, spec: DriftSpec, see
     """(profiles, funnel intent or None, activity multiplier or None, drifted lead count)."""
     if not spec.active:
         return profiles, None, None, 0
+    import numpy as np
+    import pandas as pd
+
     rng = np.random.default_rng([seed, 3])  # its own stream: the undrifted draws stay as they were
     created = pd.to_datetime(profiles["created_at"], utc=True)
     drifted = (created >= pd.Timestamp(spec.start)).to_numpy()

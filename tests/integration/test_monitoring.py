@@ -109,6 +109,10 @@ def test_the_drift_run_is_in_mlflow_and_in_the_evidently_ui(env, phases, setting
     snapshots = json.loads(urllib.request.urlopen(f"{base}/api/projects/{project['id']}/snapshots",  # noqa: S310
                                                   timeout=10).read())
     assert len(snapshots) >= 2 and all("model:" + MODEL in s.get("tags", []) for s in snapshots)
+    dashboard = json.loads(urllib.request.urlopen(f"{base}/api/v2/dashboards/{project['id']}",  # noqa: S310
+                                                  timeout=10).read())
+    assert {"Share of drifted features", "Prediction drift", "Realized ROC AUC"} <= \
+        {p["title"] for p in dashboard["panels"]}
 
 
 def prometheus(settings: Settings, path: str) -> dict:
