@@ -9,6 +9,7 @@ ports): it writes broker leads that other modules read from the session stack.
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -41,6 +42,10 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
     env = {**stack_env(root / "state"), "LEADSCORE_MODEL_NAME": MODEL}
     done = leadscore(["infra", "up"], env)
     assert done.returncode == 0, done.stdout + done.stderr
+    saved = dict(os.environ)  # in-process helpers and the worker read os.environ: the session stack's must not leak
+    for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
+        del os.environ[name]
+    os.environ.update(env)
     try:
         settings = Settings.load(env)
         run_ok(["features", "apply"], env)
@@ -84,6 +89,12 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
                 windows[era] = (since.isoformat(), datetime.now(UTC).isoformat())
         yield {"env": env, "settings": settings, "windows": windows}
     finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if saved.get("MLFLOW_TRACKING_URI"):
+            import mlflow
+
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
         leadscore(["infra", "down", "--purge"], env)
 
 
