@@ -12,7 +12,6 @@ tagged with the model version, added as a snapshot to the model's Evidently UI p
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -135,7 +134,6 @@ def report_dir(settings: Settings, model_name: str) -> Path:
 
 
 def run_drift(settings: Settings, model_name: str, start: datetime, end: datetime, publish: bool = True,
-              say: Callable[[str], None] = print, reference: pd.DataFrame | None = None,
               ref: ModelRef | None = None) -> DriftOutcome:
     """Drift of the champion's served features in [start, end) against its reference; report and record it."""
     from monitoring.publish import log_monitor_run, record_result, save_html, to_evidently_ui
@@ -148,7 +146,7 @@ def run_drift(settings: Settings, model_name: str, start: datetime, end: datetim
         raise MonitorError(f"{ref.name} v{ref.version} has {why} between {start:%Y-%m-%d %H:%M} and "
                            f"{end:%Y-%m-%d %H:%M} UTC: at least {MIN_ROWS} are needed; widen --window or --since")
     current = load_served(settings, ref, start, end)
-    reference = load_reference(settings, ref) if reference is None else reference
+    reference = load_reference(settings, ref)
     result = compute_drift(reference, current, ref.kinds,
                            float(settings.env.get("LEADSCORE_DRIFT_SHARE", DRIFT_SHARE)))
     outcome = DriftOutcome(ref, start, end, result, scored)

@@ -103,7 +103,8 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
         decision.figures["drift"] = str(exc)
     perf = None
     try:
-        perf = run_performance(settings, ref.name, now - options.performance_window, now, options.maturity, now)
+        perf = run_performance(settings, ref.name, now - options.performance_window, now, options.maturity, now,
+                               ref=ref)
         for line in perf_lines(perf):
             say(line)
     except MonitorError as exc:

@@ -10,7 +10,6 @@ percentile of the observed label lag (label time minus score time, of labels tha
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -152,12 +151,12 @@ def classification_snapshot(frame: pd.DataFrame, labels: pd.Series, timestamp: d
 
 def run_performance(settings: Settings, model_name: str, start: datetime, end: datetime,
                     maturity: timedelta | None = None, now: datetime | None = None, publish: bool = True,
-                    say: Callable[[str], None] = print) -> PerformanceOutcome:
+                    ref: ModelRef | None = None) -> PerformanceOutcome:
     """Realized quality of the champion on the leads it scored in [start, end)."""
     from monitoring.drift import report_dir
     from monitoring.publish import log_monitor_run, record_result, save_html, to_evidently_ui
 
-    ref = model_ref(settings, model_name)
+    ref = ref or model_ref(settings, model_name)
     frame = load_scored(settings, ref, start, end)
     if frame.empty:
         raise MonitorError(f"{ref.name} v{ref.version} scored nothing between {start:%Y-%m-%d %H:%M} and "

@@ -145,6 +145,9 @@ def _json(value: dict) -> str:
         import msgspec
 
         _JSON = msgspec.json.Encoder(enc_hook=_json_default)
+    # jsonb refuses \u0000: one inline value holding a NUL would otherwise fail the whole batch's COPY
+    if any(isinstance(v, str) and "\x00" in v for v in value.values()):
+        value = {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in value.items()}
     return _JSON.encode(value).decode()
 
 

@@ -46,3 +46,10 @@ def test_request_ids_are_unique_16_hex_characters() -> None:
     ids = [new_request_id() for _ in range(50_000)]
     assert len(set(ids)) == len(ids)
     assert all(len(i) == 16 and int(i, 16) >= 0 for i in ids[:100])
+
+
+def test_a_nul_in_a_logged_feature_cannot_fail_the_batch() -> None:
+    from serving.logwriter import _copy_value
+
+    text = _copy_value({"city": "Pu\x00ne", "visits": 3})
+    assert "\\u0000" not in text and json.loads(text) == {"city": "Pu\ufffdne", "visits": 3}
