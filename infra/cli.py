@@ -70,6 +70,15 @@ def _register_monitoring() -> None:
 _register_monitoring()
 
 
+def _register_privacy() -> None:
+    from compliance.cli import privacy_app
+
+    app.add_typer(privacy_app, name="privacy")
+
+
+_register_privacy()
+
+
 def _settings():
     from infra.config import Settings
 
@@ -153,13 +162,14 @@ def demo() -> None:
 
 def main() -> None:
     """Console entry point: known problems become one readable line and a non-zero exit."""
+    from compliance.erase import PrivacyError
     from infra.config import ConfigError
     from infra.process import ServiceError
     from monitoring.windows import MonitorError
 
     try:
         app()
-    except (ServiceError, ConfigError, MonitorError) as exc:
+    except (ServiceError, ConfigError, MonitorError, PrivacyError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

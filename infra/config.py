@@ -184,3 +184,30 @@ class Settings:
             "MLFLOW_DISABLE_TELEMETRY": self.env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
             "DO_NOT_TRACK": self.env.get("DO_NOT_TRACK", "true"),
         }
+
+    def privacy(self) -> PrivacySettings:
+        """Retention periods and request deadlines (DPDP Act; LEADSCORE_PRIVACY_*), checked when read."""
+
+        def days(name: str, default: int) -> int:
+            key = f"LEADSCORE_PRIVACY_{name.upper()}_DAYS"
+            raw = self.env.get(key, str(default))
+            if not raw.isdigit():
+                raise ConfigError(f"{key}={raw!r} is not a whole number of days")
+            return int(raw)
+
+        return PrivacySettings(inactivity_days=days("inactivity", 3 * 365), notice_hours=48,
+                               log_retention_days=days("log_retention", 366), request_due_days=days("request_due", 30),
+                               grievance_due_days=days("grievance_due", 90),
+                               topic_retention_days=days("topic_retention", 7))
+
+
+@dataclass(frozen=True)
+class PrivacySettings:
+    """How long what is kept (docs/privacy.md)."""
+
+    inactivity_days: int      # a lead with no activity this long is erased (after a 48-hour notice, Rule 8(2))
+    notice_hours: int         # the notice comes this long before an erasure for inactivity
+    log_retention_days: int   # pseudonymised processing logs are kept this long, then purged (Rule 8(3): >= 1 year)
+    request_due_days: int     # access, correction and erasure requests are answered within this
+    grievance_due_days: int   # grievances within this (the Rules' outer limit is 90 days)
+    topic_retention_days: int  # the raw event topics keep events this long (retention.ms, set at creation)

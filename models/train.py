@@ -158,6 +158,10 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         with quiet(log_path):  # MLflow's own prints ("Successfully registered ...") and upload bars
             info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
         version = str(info.registered_model_version)
+        if "lead_id" in frame.columns:  # who this version learned from, by token (compliance/lineage.py)
+            from compliance.lineage import record_lineage
+
+            record_lineage(settings, model_name, parent.info.run_id, frame["lead_id"])
         kept = _record_reference(settings, model_name, parent.info.run_id, final) if reference else None
         ens = result.test_metrics["ensemble"]
         tags = {"feature_service": feature_service, "dataset": dataset, "run_id": parent.info.run_id,

@@ -37,6 +37,7 @@ class LoopOptions:
     precision_tolerance: float = 0.02  # top-decile precision may be this much lower
     trials: int = 0  # tuning trials per member for the challenger (0: default parameters)
     max_epochs: int = 20
+    max_erasure_debt: int | None = 1000  # retrain once the champion learned from more erased leads than this
 
 
 @dataclass
@@ -125,6 +126,15 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
         if drop >= options.auc_drop:
             decision.reasons.append(f"cohort {latest.cohort}: realized ROC AUC {latest.metrics['roc_auc']:.4f} is "
                                     f"{drop:.1%} below the test ROC AUC {test_auc:.4f}")
+    if options.max_erasure_debt is not None:
+        import psycopg
+
+        from monitoring.metrics import erasure_debt
+
+        with psycopg.connect(settings.pg_dsn()) as conn:
+            debt = decision.figures["erasure_debt"] = erasure_debt(conn, ref.run_id)
+        if debt > options.max_erasure_debt:
+            decision.reasons.append(f"the champion learned from {debt} erased leads (over {options.max_erasure_debt})")
     if decision.reasons:
         since = last_retrain(settings, ref)
         if since is not None and now - since < options.cooldown:

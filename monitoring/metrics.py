@@ -69,7 +69,9 @@ class MonitorCollector:
             ("model_age_seconds", "Seconds since the version was registered", ["model", "version"]),
             ("last_result_timestamp_seconds", "When the latest result of a kind was recorded",
              ["model", "version", "kind"]),
-            ("feature_freshness_seconds", "Seconds since a stream-fed view's latest row", ["view"]))}
+            ("feature_freshness_seconds", "Seconds since a stream-fed view's latest row", ["view"]),
+            ("erasure_debt_leads", "Erased leads the version learned from (compliance.lineage): retrain to drop them",
+             ["model", "version"]))}
         with psycopg.connect(self.settings.pg_dsn(), connect_timeout=5) as conn:
             for name in self.models:
                 ref = self._ref(name)
@@ -79,6 +81,7 @@ class MonitorCollector:
                 g["model_age_seconds"].add_metric(v, time.time() - ref.created.timestamp())
                 if "roc_auc" in ref.test_metrics:
                     g["test_roc_auc"].add_metric(v, ref.test_metrics["roc_auc"])
+                g["erasure_debt_leads"].add_metric(v, erasure_debt(conn, ref.run_id))
                 for kind, at, summary in conn.execute(
                         "SELECT DISTINCT ON (kind) kind, at, summary FROM monitoring.results WHERE model_name = %s "
                         "AND model_version = %s AND kind IN ('drift', 'performance') ORDER BY kind, at DESC",
@@ -97,6 +100,12 @@ class MonitorCollector:
                 if latest and latest[0] is not None:
                     g["feature_freshness_seconds"].add_metric([view], float(latest[0]))
         yield from g.values()
+
+
+def erasure_debt(conn, run_id: str) -> int:  # noqa: ANN001 - psycopg connection
+    """Erased leads the training run learned from."""
+    return int(conn.execute("SELECT count(*) FROM compliance.lineage l JOIN compliance.erasure_list e USING "
+                            "(lead_token) WHERE l.run_id = %s", (run_id,)).fetchone()[0])
 
 
 def _drift(g: dict, labels: list[str], summary: dict) -> None:

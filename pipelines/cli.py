@@ -56,13 +56,17 @@ def ingest_crm_command(
                f"rejected {result.rows_rejected}")
     for reason, count in result.reasons.most_common(5):
         typer.echo(f"  rejected {count}: {reason}")
+    if result.rows_erased:
+        typer.echo(f"  skipped {result.rows_erased} row(s) of erased leads dated before their erasure "
+                   "(compliance.erasure_list)")
     if result.rows_rejected:
         typer.echo(f"  every rejected row and its reason: table offline.ingest_rejects, "
                    f"file_sha256 = '{result.file_sha256[:12]}...'")
     if result.unused_columns:
         typer.echo(f"  columns not named in the spec (not stored): {', '.join(result.unused_columns)}")
     if result.rows_loaded == 0:
-        typer.secho("error: nothing was loaded: every row was rejected (see the reasons above)", fg="red", err=True)
+        why = "every row was rejected or belongs to an erased lead" if result.rows_erased else "every row was rejected"
+        typer.secho(f"error: nothing was loaded: {why} (see above)", fg="red", err=True)
         raise typer.Exit(1)
 
 

@@ -39,6 +39,7 @@ class IngestResult:
     rows_read: int = 0
     rows_loaded: int = 0
     rows_rejected: int = 0
+    rows_erased: int = 0  # rows of erased leads dated before their erasure: not loaded (compliance/guard.py)
     reasons: Counter = field(default_factory=Counter)
     unused_columns: list[str] = field(default_factory=list)
     read_as: str = ""  # the CSV dialect, e.g. "separator ';' (detected), ..., encoding cp1252 (detected: ...)"
@@ -99,9 +100,14 @@ def _copy_frame(conn, table: str, frame: pd.DataFrame) -> None:  # noqa: ANN001
         copy.write(buf.getvalue())
 
 
-def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: set) -> int:  # noqa: ANN001
+def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: set,  # noqa: ANN001
+                guard=None, result: IngestResult | None = None) -> int:  # noqa: ANN001 - compliance.guard.IngestGuard
     """Upsert one checked chunk; return rows loaded. Duplicate keys within the file are rejected, first wins."""
     feats = checked.features
+    if guard is not None:
+        feats, erased = guard.drop_erased(feats)
+        if result is not None:
+            result.rows_erased += erased
     keys = list(zip(feats["lead_id"], feats["event_timestamp"], strict=True))
     flags = []
     for key in keys:
@@ -144,11 +150,16 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_consent (lead_id text, purpose text, granted boolean, "
                      "source text) ON COMMIT DELETE ROWS")
         _copy_frame(conn, "stage_consent", rows)
-        conn.execute("""INSERT INTO compliance.consent AS t (lead_id, purpose, granted, source)
+        changed = conn.execute("""INSERT INTO compliance.consent AS t (lead_id, purpose, granted, source)
             SELECT lead_id, purpose, granted, source FROM stage_consent
             ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = EXCLUDED.granted, source = EXCLUDED.source,
                 recorded_at = now()
-            WHERE (t.granted, t.source) IS DISTINCT FROM (EXCLUDED.granted, EXCLUDED.source)""")
+            WHERE (t.granted, t.source) IS DISTINCT FROM (EXCLUDED.granted, EXCLUDED.source)
+            RETURNING lead_id, granted""").fetchall()
+        if guard is not None:
+            guard.ledger(conn, purpose, changed)
+    if guard is not None:
+        checked.rejects = guard.drop_erased_rejects(checked.rejects)
     if len(checked.rejects):
         rej = checked.rejects.assign(dataset=spec.name, file_sha256=sha,
                                      payload=[json.dumps(p, default=str) for p in checked.rejects["payload"]])
@@ -180,7 +191,10 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
     ids = RowIds(spec, pii_key) if spec.entity.generate else None
     seen: set = set()
     with psycopg.connect(settings.pg_dsn()) as conn:
+        from compliance.guard import IngestGuard
+
         ensure_table(conn, spec)
+        guard = IngestGuard(settings, conn, spec)
         run_id = conn.execute("INSERT INTO offline.ingest_runs (dataset, file_name, file_sha256) VALUES (%s, %s, %s) "
                               "RETURNING id", (spec.name, path.name, result.file_sha256)).fetchone()[0]
         conn.commit()
@@ -191,7 +205,7 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
             checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key, ids=ids, dialect=dialect,
                                   label_values=positives)
             with conn.transaction():
-                result.rows_loaded += write_chunk(conn, spec, checked, result.file_sha256, seen)
+                result.rows_loaded += write_chunk(conn, spec, checked, result.file_sha256, seen, guard, result)
             result.rows_read += len(chunk)
             result.rows_rejected += len(checked.rejects)
             result.reasons.update(r.split(":")[0] for r in checked.rejects["reason"])
@@ -203,6 +217,7 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
                      (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
                                   "loaded": result.rows_loaded, "rejected": result.rows_rejected,
+                                  "erased_skipped": result.rows_erased,
                                   "read_as": result.read_as}),))
         conn.commit()
     return result

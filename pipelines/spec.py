@@ -160,6 +160,8 @@ class ConsentSpec(_Strict):
     granted_values: list[str | int | bool] = Field(default_factory=lambda: ["Yes", "yes", "Y", 1, True, "1"])
     default: bool | None = Field(None, description="consent when there is no column (say why in `source`)")
     source: str = Field(description="where the consent was captured, for the audit trail")
+    notice: str | None = Field(None, description="the notice version consent was given under, e.g. "
+                               "lead-processing@1 (compliance/notices/; default: the newest)")
 
     @model_validator(mode="after")
     def _column_or_default(self) -> ConsentSpec:
@@ -177,6 +179,9 @@ class DatasetSpec(_Strict):
                                      "(feature_repo/feature_views.py) instead of generating one for the dataset")
     source_url: str | None = None
     ttl_days: int = Field(3650, ge=1)
+    retention_days: int | None = Field(None, ge=1, description="erase a lead this long after its latest row here "
+                                       "(after a 48-hour notice; `leadscore privacy retention`); default: only the "
+                                       "inactivity period")
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
     csv: CsvSpec | None = Field(None, description="separator, quote, encoding, decimal mark; default: detected")
     entity: EntitySpec

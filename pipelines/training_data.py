@@ -33,8 +33,11 @@ def build_training_set(settings: Settings, service_name: str, dataset: str | Non
     dataset = dataset or dataset_of(service)
     with psycopg.connect(settings.pg_dsn()) as conn:
         entity_df = pd.DataFrame(conn.execute(
-            "SELECT lead_id, event_timestamp, label FROM offline.labels WHERE dataset = %s ORDER BY event_timestamp, "
-            "lead_id", (dataset,)).fetchall(), columns=["lead_id", "event_timestamp", "label"])
+            # a lead whose scoring consent (which covers training) was withdrawn or expired is left out
+            "SELECT lead_id, event_timestamp, label FROM offline.labels l WHERE dataset = %s AND NOT EXISTS ("
+            "SELECT 1 FROM compliance.consent c WHERE c.lead_id = l.lead_id AND c.purpose = 'scoring' AND NOT "
+            "(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()))) ORDER BY event_timestamp, lead_id",
+            (dataset,)).fetchall(), columns=["lead_id", "event_timestamp", "label"])
     if entity_df.empty:
         raise ValueError(f"no labels for dataset {dataset!r} in offline.labels: ingest its file first "
                          f"(leadscore ingest crm FILE --spec feature_repo/datasets/{dataset}.yaml)")

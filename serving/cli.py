@@ -67,14 +67,20 @@ def keys_create(
     rate: Annotated[float, typer.Option(min=0.001, help="requests per second allowed")] = 200.0,
     burst: Annotated[int, typer.Option(min=1, help="requests allowed at once above the rate")] = 400,
     description: Annotated[str, typer.Option(help="a note: what the key is for")] = "",
+    scope: Annotated[list[str] | None, typer.Option(help="what it may do (repeat): score (/score, /rank), consent "
+                                                    "(/consent), privacy (/privacy/*); default score")] = None,
 ) -> None:
     """Create an API key and print it once: only a keyed hash of it is stored."""
     from serving.keys import create_key
 
-    key, grant = create_key(_settings(), tenant, broker, rate, burst, description)
+    try:
+        key, grant = create_key(_settings(), tenant, broker, rate, burst, description, tuple(scope or ["score"]))
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
     typer.echo(key)
     typer.echo(f"key {grant.key_id} for tenant {grant.tenant}{f' / broker {broker}' if broker else ''}, "
-               f"{rate:g} req/s: store it now, it cannot be shown again", err=True)
+               f"scopes {','.join(grant.scopes)}, {rate:g} req/s: store it now, it cannot be shown again", err=True)
 
 
 @keys_app.command("list")
@@ -82,10 +88,10 @@ def keys_list() -> None:
     """List keys (never their secrets)."""
     from serving.keys import list_keys
 
-    for key_id, tenant, broker, rate, burst, created, revoked, note in list_keys(_settings()):
+    for key_id, tenant, broker, rate, burst, created, revoked, note, scopes in list_keys(_settings()):
         state = f"revoked {revoked:%Y-%m-%d %H:%M}" if revoked else "active"
-        typer.echo(f"{key_id}  {tenant:16s} {broker or '-':12s} {rate:g}/s burst {burst}  created "
-                   f"{created:%Y-%m-%d %H:%M}  {state}  {note}")
+        typer.echo(f"{key_id}  {tenant:16s} {broker or '-':12s} {','.join(scopes):22s} {rate:g}/s burst {burst}  "
+                   f"created {created:%Y-%m-%d %H:%M}  {state}  {note}")
 
 
 @keys_app.command("revoke")

@@ -136,21 +136,23 @@ class Engine:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise Unavailable("redis", str(exc).splitlines()[0][:200]) from None
         known = [s or bool(it.inline) for it, s in zip(items, stored, strict=True)]
-        consent = self.consent.allowed([it.lead_id for it, k in zip(items, known, strict=True) if k])
+        # consent first: a withdrawn lead's online row is deleted at once, and it must still hear "no consent"
+        consent = self.consent.allowed([it.lead_id for it in items])
         out_rows: list[dict | None] = []
         outcomes: list = []
         for it, row, k in zip(items, rows, known, strict=True):
-            if not k:
-                out_rows.append(None)
-                outcomes.append((404, {"error": "unknown lead", "lead_id": it.lead_id,
-                                       "reason": "not in the online store; send its features inline to score it"}))
-            elif not consent.get(it.lead_id, False):
+            if not consent.get(it.lead_id, False):
                 out_rows.append(None)
                 outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id,
                                        "reason": "the lead has no granted, unexpired consent for purpose 'scoring'"}))
-                self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
-                               {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
-                                "reason": "no scoring consent"})
+                if k:  # a lead the product holds (or was sent): its refusal is audited; an unknown id is not
+                    self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
+                                   {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
+                                    "reason": "no scoring consent"})
+            elif not k:
+                out_rows.append(None)
+                outcomes.append((404, {"error": "unknown lead", "lead_id": it.lead_id,
+                                       "reason": "not in the online store; send its features inline to score it"}))
             else:  # the stored row as read (the model takes its features by name), inline values over it
                 out_rows.append({**row, **it.inline} if it.inline else row)
                 outcomes.append(None)

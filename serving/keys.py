@@ -17,17 +17,23 @@ from infra.config import Settings
 
 PEPPER = "api_key_pepper"
 PREFIX = "ls"
+SCOPES = ("score", "consent", "privacy")  # /score and /rank; /consent; /privacy/* (erasure, export)
 
 
 @dataclass(frozen=True)
 class ApiKey:
-    """What a verified key grants: who it is (tenant, broker) and its rate limit."""
+    """What a verified key grants: who it is (tenant, broker), what it may do and its rate limit."""
 
     key_id: str
     tenant: str
     broker: str | None
     rate_per_s: float
     burst: int
+    scopes: tuple[str, ...] = ("score",)
+
+    def may(self, scope: str) -> bool:
+        """Keys of tenant 'admin' may do everything; others what their scopes say."""
+        return self.tenant == "admin" or scope in self.scopes
 
 
 def digest(pepper: str, secret: str) -> str:
@@ -43,27 +49,31 @@ def split_key(token: str) -> tuple[str, str] | None:
 
 
 def create_key(settings: Settings, tenant: str, broker: str | None = None, rate_per_s: float = 200.0,
-               burst: int = 400, description: str = "") -> tuple[str, ApiKey]:
+               burst: int = 400, description: str = "", scopes: tuple[str, ...] = ("score",)) -> tuple[str, ApiKey]:
     """Create a key; return (the key, shown once and never stored, its grant)."""
     import psycopg
 
     if not tenant.strip():
         raise ValueError("a key needs a tenant (the broker firm or CRM it belongs to)")
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"unknown scope(s) {unknown}: a key's scopes are some of {list(SCOPES)}")
+    scopes = tuple(dict.fromkeys(scopes))
     key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(24).replace("_", "x")
     pepper = settings.secret(PEPPER, create=True)
     with psycopg.connect(settings.pg_dsn()) as conn:
         conn.execute("INSERT INTO serving.api_keys (key_id, tenant, broker, secret_hmac, rate_per_s, burst, "
-                     "description) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                     (key_id, tenant, broker, digest(pepper, secret), rate_per_s, burst, description))
-    return f"{PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, broker, rate_per_s, burst)
+                     "description, scopes) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                     (key_id, tenant, broker, digest(pepper, secret), rate_per_s, burst, description, list(scopes)))
+    return f"{PREFIX}_{key_id}_{secret}", ApiKey(key_id, tenant, broker, rate_per_s, burst, scopes)
 
 
 def list_keys(settings: Settings) -> list[tuple]:
     import psycopg
 
     with psycopg.connect(settings.pg_dsn()) as conn:
-        return conn.execute("SELECT key_id, tenant, broker, rate_per_s, burst, created_at, revoked_at, description "
-                            "FROM serving.api_keys ORDER BY created_at").fetchall()
+        return conn.execute("SELECT key_id, tenant, broker, rate_per_s, burst, created_at, revoked_at, description, "
+                            "scopes FROM serving.api_keys ORDER BY created_at").fetchall()
 
 
 def revoke_key(settings: Settings, key_id: str) -> bool:
@@ -104,10 +114,10 @@ class KeyVerifier:
         if parts is not None:
             key_id, secret = parts
             with self.connect() as conn:
-                row = conn.execute("SELECT tenant, broker, secret_hmac, rate_per_s, burst FROM serving.api_keys "
-                                   "WHERE key_id = %s AND revoked_at IS NULL", (key_id,)).fetchone()
+                row = conn.execute("SELECT tenant, broker, secret_hmac, rate_per_s, burst, scopes FROM "
+                                   "serving.api_keys WHERE key_id = %s AND revoked_at IS NULL", (key_id,)).fetchone()
             if row and hmac.compare_digest(row[2], digest(self.pepper, secret)):
-                grant = ApiKey(key_id, row[0], row[1], float(row[3]), int(row[4]))
+                grant = ApiKey(key_id, row[0], row[1], float(row[3]), int(row[4]), tuple(row[5]))
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (now + self.ttl_s, grant)

@@ -56,12 +56,14 @@ class ApiGuard:
         self.max_body = max_body
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001
-        if scope["type"] != "http" or scope.get("path") not in API_PATHS:
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return await self._too_large(send, int(length))
+        if scope.get("path") not in API_PATHS:  # /consent, /privacy/* (FastAPI shapes their errors) and BentoML's
+            return await self.app(scope, receive, send)
         service = _fast.get("service") if scope.get("method") == "POST" and scope["path"] in FAST_PATHS else None
         if service is not None or length is None:  # read it all (bounded)
             body, more = b"", True

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from compliance.lineage import record_lineage
 from infra.config import Settings
 from serving.reranker import NEIGHBOURS_SQL, Blender, SignalParams, query_vector, reranker_name, vote
 
@@ -358,6 +359,7 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
         mlflow.log_artifact(str(_plot(y_test, without_p, with_p, Path(tmp) / "reranker.png")), "plots")
         info = mlflow.sklearn.log_model(lr, name="blender", registered_model_name=name)
         run_id = run.info.run_id
+    record_lineage(settings, name, run_id, table["lead_id"])  # its split artifact holds these leads' rows
     registered = str(info.registered_model_version)
     blender.version = registered
     set_alias(name, registered, "champion", {"k": params.k, "pool": params.pool, "shrink": params.shrink,

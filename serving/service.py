@@ -19,6 +19,7 @@ import bentoml
 import prometheus_client  # noqa: F401 - before Feast, which would switch it to its own multiprocess directory
 
 from serving.middleware import ApiGuard
+from serving.privacy_api import privacy_api
 from serving.schemas import RankRequest, RankResponse, ReloadResponse, ScoreRequest, ScoreResponse
 
 log = logging.getLogger("leadscore.serving")
@@ -33,6 +34,7 @@ TRACED = os.environ.get("LEADSCORE_TRACE_SCORING", "0") == "1"
 @bentoml.service(name="leadscore", workers=WORKERS, traffic={"timeout": 60},
                  logging={"access": {"enabled": ACCESS_LOG}},
                  tracing={"excluded_urls": [] if TRACED else ["/score", "/rank"]})
+@bentoml.asgi_app(privacy_api, path="/")  # /consent and /privacy/* (serving/privacy_api.py)
 class LeadScorer:
     """Scores and ranks brokers' leads with the @champion ensemble, explains each score, re-ranks by message text."""
 
@@ -57,6 +59,9 @@ class LeadScorer:
         # concurrency 8 and 32, docs/serving.md); LEADSCORE_SCORE_INLINE=0 moves them to the model thread
         inline = os.environ.get("LEADSCORE_SCORE_INLINE", "1") == "1"
         self.batcher = MicroBatcher(self._score_batch, None if inline else self.executor)
+        from serving.privacy_api import attach
+
+        attach(self, settings)
         if os.environ.get("LEADSCORE_FAST_HTTP", "1") == "1":
             from serving.middleware import serve_fast
 
@@ -76,8 +81,9 @@ class LeadScorer:
             m.errors.labels(endpoint, str(status)).inc()
         return status, body, headers or {}
 
-    async def _authorize(self, headers: Mapping[str, str], endpoint: str, started: float):  # noqa: ANN202
-        """(ApiKey, None) when the key is valid and within its rate, else (None, the error reply)."""
+    async def _authorize(self, headers: Mapping[str, str], endpoint: str, started: float,  # noqa: ANN202
+                         scope: str = "score"):
+        """(ApiKey, None) when the key is valid, holds `scope` and is within its rate, else (None, the error reply)."""
         from serving.db import Unavailable
 
         token = headers.get("x-api-key") or ""
@@ -98,6 +104,10 @@ class LeadScorer:
             return None, self._done(endpoint, 401, {"error": "invalid API key",
                                                     "reason": "unknown, malformed or revoked key"},
                                     started, {"WWW-Authenticate": "Bearer"})
+        if not key.may(scope):
+            return None, self._done(endpoint, 403, {"error": "forbidden", "reason": f"key {key.key_id} lacks the "
+                                                    f"'{scope}' scope (leadscore serve keys create --scope {scope})"},
+                                    started)
         wait = self.engine.limiter.allow(key)
         if wait > 0:
             return None, self._done(endpoint, 429, {"error": "rate limit exceeded", "reason":

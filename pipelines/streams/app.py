@@ -63,6 +63,7 @@ class Folded:
     event_times: list = field(default_factory=list)
     per_topic: Counter = field(default_factory=Counter)
     duplicates: int = 0
+    erased: int = 0
 
 
 def fold(messages: list, consent, table, now: datetime) -> Folded:  # noqa: ANN001
@@ -76,7 +77,17 @@ def fold(messages: list, consent, table, now: datetime) -> Folded:  # noqa: ANN0
         except BadEvent as exc:
             out.dead.append((msg, exc.reason, str(exc)))
     touched, partition_of = {}, {}
+    if consent.prune:  # leads erased since the last batch: their state leaves the table (tombstoned by the erasure)
+        consent.prune = False
+        for key in [k for k in list(table) if k.decode() not in consent.known]:
+            del table[key]
+    erased, tokens = consent.erased, {}
     for msg, event in parsed:
+        if erased:
+            token = tokens.get(event.lead_id) or tokens.setdefault(event.lead_id, consent.token(event.lead_id))
+            if token in erased and event.event_time.timestamp() <= erased[token]:
+                out.erased += 1  # an old event of an erased lead (a replay): counted, never stored or dead-lettered
+                continue
         if event.lead_id not in consent.known:
             out.dead.append((msg, "unknown_lead", f"lead {event.lead_id!r} has no consent on record"))
             continue
@@ -165,6 +176,7 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
         for sink_name, n in counts.items():
             metrics.ROWS_OUT.labels(sink_name).inc(n)
         metrics.DUPLICATES.inc(folded.duplicates)
+        metrics.ERASED.inc(folded.erased)
         metrics.EVENTS_LANDED.inc(len(folded.messages))
         metrics.LAST_LANDED.set(done)
         metrics.BATCH_SIZE.observe(len(folded.messages))

@@ -16,6 +16,8 @@ LAST_LANDED = Gauge("leadscore_stream_last_landed_timestamp_seconds",
                     "Unix time the last batch landed in both stores (with events landed: exact rates, stalls)")
 DEADLETTERED = Counter("leadscore_stream_deadlettered_total", "Events sent to lead.deadletter, per reason",
                        ["reason"])
+ERASED = Counter("leadscore_stream_erased_events_total",
+                 "Events of erased leads dated before their erasure, refused (a replay must not bring a lead back)")
 DUPLICATES = Counter("leadscore_stream_duplicates_total", "Events dropped as duplicates of an event id already seen")
 BATCH_SIZE = Histogram("leadscore_stream_batch_size", "Events per processed batch",
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000))

@@ -32,32 +32,54 @@ class Batch:
 
 
 class ConsentCache:
-    """Which leads may be scored and whose text may be kept; refreshed incrementally from compliance.consent."""
+    """Which leads may be scored and whose text may be kept; refreshed incrementally from compliance.consent.
+
+    Also the erasure list (token -> erased at): events of an erased lead dated before its erasure are refused. A
+    new erasure reloads the consent sets from scratch (the erased lead's rows are gone) and asks the agent to drop
+    table state of leads no longer known (`prune`).
+    """
 
     def __init__(self, settings: Settings) -> None:
+        from compliance.tokens import Tokenizer
+
         self.settings = settings
         self.known: set[str] = set()
         self.scoring: set[str] = set()
         self.text: set[str] = set()
         self.since: datetime | None = None
+        self.erased: dict[str, float] = {}  # lead token -> erased at (unix seconds)
+        self.erased_since: datetime | None = None
+        self.prune = False
+        self.token = Tokenizer(settings)
         self.lock = threading.Lock()
 
     def refresh(self) -> None:
         import psycopg
 
         with psycopg.connect(self.settings.pg_dsn()) as conn:
+            erased = conn.execute("SELECT lead_token, erased_at FROM compliance.erasure_list WHERE "
+                                  "%(since)s::timestamptz IS NULL OR erased_at > %(since)s ORDER BY erased_at",
+                                  {"since": self.erased_since}).fetchall()
+            full = bool(erased)  # erased leads' consent rows are gone: only a full reload forgets them
             rows = conn.execute(
                 "SELECT lead_id, purpose, granted AND (expires_at IS NULL OR expires_at > now()), recorded_at "
                 "FROM compliance.consent WHERE %(since)s::timestamptz IS NULL OR recorded_at >= %(since)s",
-                {"since": self.since}).fetchall()
+                {"since": None if full else self.since}).fetchall()
+        known, scoring, text = (set(), set(), set()) if full else (self.known, self.scoring, self.text)
+        since = None if full else self.since
         with self.lock:
             for lead_id, purpose, granted, recorded_at in rows:
-                self.known.add(lead_id)
-                target = self.scoring if purpose == "scoring" else self.text if purpose == "text_analysis" else None
+                known.add(lead_id)
+                target = scoring if purpose == "scoring" else text if purpose == "text_analysis" else None
                 if target is not None:
                     (target.add if granted else target.discard)(lead_id)
-                if self.since is None or recorded_at > self.since:
-                    self.since = recorded_at
+                if since is None or recorded_at > since:
+                    since = recorded_at
+            self.known, self.scoring, self.text, self.since = known, scoring, text, since
+            if erased:  # after the reload: the agent drops the state of leads no longer known
+                self.erased.update((token, at.timestamp()) for token, at in erased)
+                self.erased_since = erased[-1][1]
+                self.prune = True
 
 
 class StoreSink:

@@ -14,14 +14,16 @@ from tests.integration.serving_support import MODEL, create_key, ensure_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 NEW_LEAD = "it-serving-new-lead"
+UNSTORED = ["no-such-lead-42", "no-such-lead-7", "it-no-such-lead"]  # scoring consent on record, no stored row
 
 
 @pytest.fixture(scope="module")
 def champion(settings: Settings, stack_env_vars: dict[str, str], applied_store) -> str:  # noqa: ANN001
     version = ensure_champion(settings, stack_env_vars)
     with psycopg.connect(settings.pg_dsn()) as conn:
-        conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', true, "
-                     "'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (NEW_LEAD,))
+        for lead in [NEW_LEAD, *UNSTORED]:
+            conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', "
+                         "true, 'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (lead,))
     return version
 
 
@@ -105,9 +107,12 @@ def test_inline_fields_override_stored_ones_and_score_a_lead_not_in_the_store(ur
     assert new.json()["missing_features"] > 10 and new.json()["confidence"] < hot["confidence"]
 
 
-def test_unknown_lead_without_inline_data_is_404(url: str, keys) -> None:  # noqa: ANN001
+def test_unknown_lead_without_inline_data_is_404_and_without_consent_403(url: str, keys) -> None:  # noqa: ANN001
     r = post(url, "/score", {"lead_id": "no-such-lead-42"}, keys["main"])
     assert r.status_code == 404 and r.json()["lead_id"] == "no-such-lead-42" and "inline" in r.json()["reason"]
+    # consent is asked first: a lead with none on record (never seen, or withdrawn and deleted) hears so
+    r = post(url, "/score", {"lead_id": "it-never-consented"}, keys["main"])
+    assert r.status_code == 403 and "consent" in r.json()["error"]
 
 
 def test_a_lead_without_scoring_consent_gets_403_and_an_audit_record(url: str, keys, leads, settings) -> None:  # noqa: ANN001

@@ -1,0 +1,144 @@
+"""The privacy package's pure parts: tokens, the ledger's chain, notices, receipts, id checks, the stream's refusal
+of an erased lead's old events and ingest's."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+import pytest
+
+from compliance import notices
+from compliance.erase import PrivacyError, check_ids, sign, verify_receipt
+from compliance.guard import IngestGuard
+from compliance.ledger import GENESIS, canonical, entry_hash
+from compliance.tokens import Tokenizer
+from infra.config import Settings
+
+NOW = datetime(2026, 12, 3, 10, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.load({"LEADSCORE_STATE_DIR": str(tmp_path / "state")})
+
+
+def test_tokens_are_stable_per_key_and_differ_across_installations(settings: Settings, tmp_path: Path) -> None:
+    tok = Tokenizer(settings)
+    assert tok("L-1") == tok("L-1") == tok.many(["L-1"])[0] and len(tok("L-1")) == 32
+    assert tok("L-1") != tok("L-2")
+    other = Tokenizer(Settings.load({"LEADSCORE_STATE_DIR": str(tmp_path / "other")}))
+    assert other("L-1") != tok("L-1")  # a token says nothing without this installation's key
+    key = settings.secrets_dir / "privacy_token.password"
+    assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_chain_changes_when_any_field_seq_or_predecessor_changes() -> None:
+    args = (1, NOW, "t" * 32, "scoring", True, "lead-processing@1", "cli", "operator")
+    first = entry_hash(GENESIS, canonical(*args))
+    assert first == entry_hash(GENESIS, canonical(*args))  # deterministic
+    assert canonical(*args) == canonical(1, NOW.astimezone(timezone_ist()), *args[2:])  # the same instant
+    for i, changed in enumerate([2, NOW + timedelta(microseconds=1), "u" * 32, "text_analysis", False,
+                                 "lead-processing@2", "api", "someone"]):
+        edited = list(args)
+        edited[i] = changed
+        assert entry_hash(GENESIS, canonical(*edited)) != first, f"field {i} is not covered by the hash"
+    assert entry_hash("1" * 64, canonical(*args)) != first  # the predecessor is covered too
+
+
+def timezone_ist():  # noqa: ANN201
+    from datetime import timezone
+
+    return timezone(timedelta(hours=5, minutes=30))
+
+
+def test_the_shipped_notice_is_complete_in_english_and_hindi() -> None:
+    versions = notices.load()
+    current = notices.current()
+    assert current in versions and set(versions[current].languages) >= {"en", "hi"}
+    hindi = notices.render(current, "hi")
+    assert "सहमति" in hindi and "scoring" in hindi  # purposes named, text in Devanagari
+    notices.check(current, "text_analysis")
+    with pytest.raises(notices.NoticeError, match="unknown notice version"):
+        notices.check("lead-processing@99", "scoring")
+    with pytest.raises(notices.NoticeError, match="no 'ta' text"):
+        notices.render(current, "ta")
+
+
+def test_a_notice_missing_a_language_or_a_purpose_text_is_refused(tmp_path: Path) -> None:
+    import yaml
+
+    shipped = yaml.safe_load((notices.NOTICES_DIR / "lead-processing.yaml").read_text(encoding="utf-8"))
+    only_en = json.loads(json.dumps(shipped, default=str))
+    del only_en["versions"][0]["languages"]["hi"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(only_en, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(notices.NoticeError, match="Eighth-Schedule"):
+        notices.load(tmp_path)
+    gap = json.loads(json.dumps(shipped, default=str))
+    del gap["versions"][0]["languages"]["hi"]["purposes"]["text_analysis"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(gap, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(notices.NoticeError, match="'hi' describes purposes"):
+        notices.load(tmp_path)
+
+
+def test_a_receipt_verifies_and_any_change_breaks_it(settings: Settings, tmp_path: Path) -> None:
+    receipt = {"request_id": "er_1", "leads": 1, "stores": [{"store": "redis:online", "before": 1, "after": 0}],
+               "complete": True}
+    signature = sign(settings, receipt)
+    assert verify_receipt(settings, json.loads(json.dumps(receipt)), signature)  # survives a JSON round trip
+    tampered = json.loads(json.dumps(receipt))
+    tampered["stores"][0]["after"] = 1
+    assert not verify_receipt(settings, tampered, signature)
+    other = Settings.load({"LEADSCORE_STATE_DIR": str(tmp_path / "elsewhere")})
+    assert not verify_receipt(other, receipt, signature)  # another installation's key
+
+
+@pytest.mark.parametrize(("ids", "says"), [
+    ([], "at least one"), ([""], r"lead_ids\[0\]"), (["ok", "bad\x00id"], r"lead_ids\[1\]"),
+    ([" padded"], "surrounding spaces"), (["x" * 201], "1-200 characters"), ([7], r"lead_ids\[0\]"),
+])
+def test_bad_lead_ids_are_named(ids: list, says: str) -> None:
+    with pytest.raises(PrivacyError, match=says):
+        check_ids(ids)
+
+
+def test_ids_are_deduplicated_in_order() -> None:
+    assert check_ids(["b", "a", "b"]) == ["b", "a"]
+
+
+def test_ingest_drops_only_rows_dated_before_the_leads_erasure(settings: Settings) -> None:
+    tok = Tokenizer(settings)
+    guard = IngestGuard.__new__(IngestGuard)
+    guard.token, guard.erased = tok, {tok("gone"): NOW}
+    feats = pd.DataFrame({"lead_id": ["gone", "gone", "kept"],
+                          "event_timestamp": [NOW - timedelta(days=1), NOW + timedelta(days=1), NOW]})
+    kept, dropped = guard.drop_erased(feats)
+    assert dropped == 1 and kept["lead_id"].tolist() == ["gone", "kept"]  # a row after a new consent may come back
+    rejects = pd.DataFrame({"lead_id": ["gone", None, "kept"], "reason": ["x", "y", "z"]})
+    assert guard.drop_erased_rejects(rejects)["reason"].tolist() == ["y", "z"]
+
+
+def test_the_stream_refuses_an_erased_leads_old_events_and_drops_its_state(settings: Settings) -> None:
+    pytest.importorskip("faust")
+    from pipelines.streams.app import fold
+    from pipelines.streams.records import TOPIC_WEB, WebEvent
+
+    tok = Tokenizer(settings)
+
+    def message(lead: str, at: datetime, offset: int) -> SimpleNamespace:
+        event = WebEvent(event_id=f"e{offset}", lead_id=lead, event_time=at, action="listing_view")
+        return SimpleNamespace(topic=TOPIC_WEB, key=lead.encode(), value=event.dumps(), partition=0, offset=offset)
+
+    consent = SimpleNamespace(known={"kept", "back"}, erased={tok("gone"): NOW.timestamp(),
+                                                              tok("back"): (NOW - timedelta(hours=2)).timestamp()},
+                              token=tok, prune=True)
+    table = {b"gone": {"stale": True}, b"kept": None}
+    out = fold([message("gone", NOW - timedelta(minutes=5), 1), message("kept", NOW - timedelta(minutes=5), 2),
+                message("back", NOW - timedelta(hours=3), 3), message("back", NOW - timedelta(minutes=1), 4)],
+               consent, table, NOW)
+    assert out.erased == 2 and not out.dead  # refused, not dead-lettered (that would copy the payload)
+    assert set(out.batch.rows) == {"kept", "back"}  # re-consented after its erasure: new events count
+    assert b"gone" not in table and not consent.prune  # its state left the table
