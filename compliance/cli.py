@@ -57,8 +57,9 @@ def notice_command(
 def _consent(leads: list[str] | None, file: Path | None, purpose: str, granted: bool, notice: str | None,
              channel: str, by: str) -> None:
     from compliance.consent import set_consent
+    from compliance.notices import PURPOSES
 
-    purposes = ["scoring", "marketing_contact", "text_analysis"] if purpose == "all" and not granted else [purpose]
+    purposes = list(PURPOSES) if purpose == "all" and not granted else [purpose]
     ids = _ids(leads, file)
     for p in purposes:
         out = set_consent(_settings(), ids, p, granted, notice, channel, by)
@@ -73,7 +74,8 @@ def _consent(leads: list[str] | None, file: Path | None, purpose: str, granted: 
 
 @consent_app.command("grant")
 def grant_command(leads: LeadsArg = None, file: FileOption = None,
-                  purpose: Annotated[str, typer.Option(help="scoring, marketing_contact or text_analysis")] = "scoring",
+                  purpose: Annotated[str, typer.Option(help="scoring, marketing_contact, text_analysis or "
+                                                         "parental_consent")] = "scoring",
                   notice: Annotated[str | None, typer.Option(help="notice version consented to")] = None,
                   channel: Annotated[str, typer.Option(help="how it was given: cli, call, web_form, ...")] = "cli",
                   by: ByOption = "operator") -> None:

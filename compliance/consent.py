@@ -114,6 +114,7 @@ def queue_erasures(settings: Settings, lead_ids: list[str], tokens: list[str]) -
         rows = conn.execute(
             """SELECT m.id, m.token FROM unnest(%s::text[], %s::text[]) AS m(id, token)
                WHERE NOT EXISTS (SELECT 1 FROM compliance.consent c WHERE c.lead_id = m.id AND c.granted
+                                 AND c.purpose <> 'parental_consent'
                                  AND (c.expires_at IS NULL OR c.expires_at > now()))
                  AND NOT EXISTS (SELECT 1 FROM compliance.requests r WHERE r.lead_token = m.token
                                  AND r.kind = 'erasure' AND r.status IN ('open', 'queued'))""",

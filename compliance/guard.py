@@ -14,7 +14,7 @@ class IngestGuard:
         from compliance import notices
         from compliance.tokens import Tokenizer
 
-        self.settings = settings
+        self.settings, self.spec = settings, spec
         self.token = Tokenizer(settings)
         self.erased = {t: at for t, at in conn.execute("SELECT lead_token, erased_at FROM compliance.erasure_list")}
         self.notice = {}
@@ -47,6 +47,12 @@ class IngestGuard:
         ids = rejects["lead_id"]
         tokens = [self.token(str(v)) if isinstance(v, str) else None for v in ids]
         return rejects.loc[[t not in self.erased for t in tokens]]
+
+    def record_minors(self, conn, feats: pd.DataFrame) -> int:  # noqa: ANN001
+        """Leads these rows show under 18 (compliance/children.py), in the chunk's transaction."""
+        from compliance.children import record_minors
+
+        return record_minors(conn, self.spec, feats)
 
     def ledger(self, conn, purpose: str, changed: list[tuple[str, bool]]) -> None:  # noqa: ANN001
         """Append the consent rows this chunk changed (lead, granted) to the ledger, in the chunk's transaction."""

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from infra.config import Settings
 
 NOTICES_DIR = Path(__file__).resolve().parent / "notices"
-PURPOSES = ("scoring", "marketing_contact", "text_analysis")  # compliance.consent's CHECK constraint
+PURPOSES = ("scoring", "marketing_contact", "text_analysis", "parental_consent")  # compliance.consent's CHECK
 REQUIRED_LANGUAGES = ("en",)
 
 

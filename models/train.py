@@ -92,7 +92,8 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
     With `refit_all`, once the held-out estimate is logged the chosen configuration (tuned parameters, members) is
     fitted again on every labelled row, test rows included, and that model is registered, carrying the estimate's
     held-out figures (the run and the version say so). With `reference` (the default) the rows the version learnt
-    from are kept as its monitoring reference (monitoring/reference.py; PostgreSQL must be up)."""
+    from are kept as its monitoring reference (monitoring/reference.py) and its lineage (compliance/lineage.py: which
+    leads it learned from, for erasure); PostgreSQL must be up."""
     options = options or FitOptions()
     seconds = dict(seconds or {})
     model_name = model_name or settings.model_name
@@ -158,7 +159,7 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
         with quiet(log_path):  # MLflow's own prints ("Successfully registered ...") and upload bars
             info = log_ensemble(final.bundle, input_example(final.split.train, final.schema), model_name)
         version = str(info.registered_model_version)
-        if "lead_id" in frame.columns:  # who this version learned from, by token (compliance/lineage.py)
+        if reference and "lead_id" in frame.columns:  # who this version learned from (compliance/lineage.py)
             from compliance.lineage import record_lineage
 
             record_lineage(settings, model_name, parent.info.run_id, frame["lead_id"])

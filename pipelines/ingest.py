@@ -160,6 +160,7 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
             guard.ledger(conn, purpose, changed)
     if guard is not None:
         checked.rejects = guard.drop_erased_rejects(checked.rejects)
+        guard.record_minors(conn, feats)
     if len(checked.rejects):
         rej = checked.rejects.assign(dataset=spec.name, file_sha256=sha,
                                      payload=[json.dumps(p, default=str) for p in checked.rejects["payload"]])

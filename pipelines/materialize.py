@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from compliance.children import unprotected_minor
 from infra.config import Settings
 
 BATCH_ROWS = 20_000
@@ -42,7 +43,8 @@ def _latest_rows_sql(table: str, keys: list[str], ts: str, created: str | None, 
     order = f't."{ts}" DESC' + (f', t."{created}" DESC' if created else "")
     feats = ", ".join(f't."{f}"' for f in features)
     consent_join = ("JOIN compliance.consent c ON c.lead_id = t.lead_id AND c.purpose = 'scoring' AND c.granted "
-                    "AND (c.expires_at IS NULL OR c.expires_at > now())") if consent else ""
+                    "AND (c.expires_at IS NULL OR c.expires_at > now()) AND NOT "
+                    + unprotected_minor("t.lead_id")) if consent else ""
     changed = f"SELECT DISTINCT {', '.join(k for k in keys)} FROM {table} WHERE {created or ts} > %(since)s"
     return f"""SELECT DISTINCT ON ({key_cols}) {key_cols}, t."{ts}" AS event_timestamp,
                {f't."{created}"' if created else 'NULL::timestamptz'} AS created_at, {feats}
@@ -157,7 +159,8 @@ def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: A
     rows = conn.execute(f"""SELECT DISTINCT t.lead_id FROM {table} t
         LEFT JOIN compliance.consent c ON c.lead_id = t.lead_id AND c.purpose = 'scoring'
         WHERE (t.created_at > %(since)s OR c.recorded_at > %(since)s)
-          AND NOT coalesce(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()), false)""",
+          AND (NOT coalesce(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()), false)
+               OR {unprotected_minor("t.lead_id")})""",
                         {"since": since}).fetchall()
     if not rows:
         return 0

@@ -4,7 +4,8 @@
   more sessions, so more listing views and searches), and a share of them come from a city never seen before
   (`new_city`). What converts them is unchanged.
 - Concept drift (`concept`): their funnel follows a hidden intent drawn afresh, unrelated to the intent that still
-  drives their behaviour, so the old mapping from behaviour to conversion no longer holds.
+  drives their behaviour, and affordability (income, CIBIL score, city tier) counts the other way round in it, so
+  the old mapping from behaviour and profile to conversion no longer holds.
 With no option set nothing changes: the same seed gives the same output as before.
 """
 

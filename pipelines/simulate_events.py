@@ -179,7 +179,9 @@ def generate_events(profiles: pd.DataFrame, intent: np.ndarray, days: int, seed:
     tier = pd.to_numeric(profiles["city_tier"], errors="coerce").fillna(2).to_numpy().astype(int)
     z_cibil = np.where(np.isnan(cibil), -0.4, (np.nan_to_num(cibil, nan=700) - 715) / 70)
     afford = 0.5 * (log_inc - 13.5) / 0.6 + 0.5 * z_cibil + np.array([0, 0.15, 0, -0.2])[tier.clip(1, 3)]
-    prop = afford + rng.normal(0, 0.4, n)
+    # concept drift (a lead's funnel intent redrawn): affordability counts the other way round for it too
+    flip = 1.0 if funnel_intent is None else np.where(np.asarray(funnel_intent) != intent, -1.0, 1.0)
+    prop = flip * afford + rng.normal(0, 0.4, n)
     k, kf = intent, (intent if funnel_intent is None else np.asarray(funnel_intent, dtype=float))
     p_stage = np.stack([
         0.80 + 0.17 * kf,                                    # contacted

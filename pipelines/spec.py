@@ -130,6 +130,9 @@ class FeatureSpec(_Strict):
     required: bool = Field(False, description="reject rows where it is missing")
     format: str | None = Field(None, description="strptime format of a `date` feature; default: ISO 8601 / pandas "
                                "inference")
+    personal: Literal["age", "date_of_birth"] | None = Field(
+        None, description="this feature tells the lead's age (years, int/float) or date of birth (date): leads under "
+        "18 are not profiled without parental consent (DPDP Act s.9)")
 
     @model_validator(mode="after")
     def _options_fit_type(self) -> FeatureSpec:
@@ -139,6 +142,10 @@ class FeatureSpec(_Strict):
             raise ValueError(f"`min`/`max` are for int and float features; {self.name!r} is {self.type}")
         if self.allowed is not None and self.type != "string":
             raise ValueError(f"`allowed` is for string features; {self.name!r} is {self.type}")
+        if self.personal == "age" and self.type not in ("int", "float"):
+            raise ValueError(f"`personal: age` is for int or float features; {self.name!r} is {self.type}")
+        if self.personal == "date_of_birth" and self.type != "date":
+            raise ValueError(f"`personal: date_of_birth` is for date features; {self.name!r} is {self.type}")
         return self
 
     @field_validator("name")
@@ -191,7 +198,8 @@ class DatasetSpec(_Strict):
     pii: list[PiiSpec] = Field(default_factory=list)
     leaks_label: list[str] = Field(default_factory=list, description="columns filled after the outcome: never stored")
     ignore: list[str] = Field(default_factory=list, description="columns deliberately not used")
-    consent: dict[Literal["scoring", "marketing_contact", "text_analysis"], ConsentSpec] = Field(default_factory=dict)
+    consent: dict[Literal["scoring", "marketing_contact", "text_analysis", "parental_consent"], ConsentSpec] = Field(
+        default_factory=dict)
 
     @field_validator("name")
     @classmethod
@@ -214,6 +222,9 @@ class DatasetSpec(_Strict):
             raise ValueError(f"columns {sorted(used & pii)} are PII: list them under `pii` only, not as features")
         if self.label and self.label.column in used:
             raise ValueError(f"the label column {self.label.column!r} cannot also be a feature")
+        marked = [f.name for f in self.features if f.personal is not None]
+        if len(marked) > 1:
+            raise ValueError(f"features {marked} are all marked `personal`: mark the one that tells the age")
         return self
 
     @property

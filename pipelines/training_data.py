@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compliance.children import unprotected_minor
 from infra.config import Settings
 
 
@@ -36,7 +37,8 @@ def build_training_set(settings: Settings, service_name: str, dataset: str | Non
             # a lead whose scoring consent (which covers training) was withdrawn or expired is left out
             "SELECT lead_id, event_timestamp, label FROM offline.labels l WHERE dataset = %s AND NOT EXISTS ("
             "SELECT 1 FROM compliance.consent c WHERE c.lead_id = l.lead_id AND c.purpose = 'scoring' AND NOT "
-            "(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()))) ORDER BY event_timestamp, lead_id",
+            "(c.granted AND (c.expires_at IS NULL OR c.expires_at > now()))) AND NOT " + unprotected_minor("l.lead_id")
+            + " ORDER BY event_timestamp, lead_id",
             (dataset,)).fetchall(), columns=["lead_id", "event_timestamp", "label"])
     if entity_df.empty:
         raise ValueError(f"no labels for dataset {dataset!r} in offline.labels: ingest its file first "

@@ -23,15 +23,18 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
+from compliance.children import UNPROTECTED_MINORS, unprotected_minor
 from serving.db import Db
 
 log = logging.getLogger("leadscore.serving")
 PURPOSE = "scoring"
-QUERY = """SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s) AND purpose = 'scoring' AND granted
-           AND (expires_at IS NULL OR expires_at > now())"""
+# a lead under 18 without verifiable parental consent is not scored either (DPDP Act s.9: compliance/children.py)
+_CHILD = unprotected_minor("consent.lead_id")
+QUERY = f"""SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s) AND purpose = 'scoring' AND granted
+           AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 CHANNEL = "leadscore_consent"
-GRANTED = """SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
-             WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now())"""
+GRANTED = f"""SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
+             WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 
 
 class ConsentChecker:
@@ -73,6 +76,15 @@ class ConsentChecker:
             unique = list(dict.fromkeys(missing))
             answer.update(self._read(self.db, unique, now))
         return answer
+
+    def minors_among(self, lead_ids: Sequence[str]) -> set[str]:
+        """The refused leads that are refused as children without parental consent (one query; empty if it fails)."""
+        try:
+            with self.db.conn() as conn:
+                return {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)",
+                                                   (list(lead_ids),)).fetchall()}
+        except Exception:  # noqa: BLE001 - the generic reason is still true
+            return set()
 
     def _read(self, db: Db, lead_ids: list[str], now: float) -> dict[str, bool]:
         """Query and cache the answers for lead_ids (read at `now`)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from compliance.children import REASON as CHILD_REASON
 from infra.config import Settings
 from serving.consent import PURPOSE, ConsentChecker
 from serving.db import Db, Unavailable
@@ -138,17 +139,21 @@ class Engine:
         known = [s or bool(it.inline) for it, s in zip(items, stored, strict=True)]
         # consent first: a withdrawn lead's online row is deleted at once, and it must still hear "no consent"
         consent = self.consent.allowed([it.lead_id for it in items])
+        refused = [it.lead_id for it, k in zip(items, known, strict=True) if k and not consent.get(it.lead_id, False)]
+        children = self.consent.minors_among(refused) if refused else set()
         out_rows: list[dict | None] = []
         outcomes: list = []
         for it, row, k in zip(items, rows, known, strict=True):
             if not consent.get(it.lead_id, False):
                 out_rows.append(None)
-                outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id,
-                                       "reason": "the lead has no granted, unexpired consent for purpose 'scoring'"}))
+                reason = (CHILD_REASON if it.lead_id in children
+                          else "the lead has no granted, unexpired consent for purpose 'scoring'")
+                outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id, "reason": reason}))
                 if k:  # a lead the product holds (or was sent): its refusal is audited; an unknown id is not
                     self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
                                    {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
-                                    "reason": "no scoring consent"})
+                                    "reason": "minor without parental consent" if it.lead_id in children
+                                    else "no scoring consent"})
             elif not k:
                 out_rows.append(None)
                 outcomes.append((404, {"error": "unknown lead", "lead_id": it.lead_id,

@@ -64,6 +64,7 @@ class Folded:
     per_topic: Counter = field(default_factory=Counter)
     duplicates: int = 0
     erased: int = 0
+    minors: int = 0
 
 
 def fold(messages: list, consent, table, now: datetime) -> Folded:  # noqa: ANN001
@@ -81,13 +82,16 @@ def fold(messages: list, consent, table, now: datetime) -> Folded:  # noqa: ANN0
         consent.prune = False
         for key in [k for k in list(table) if k.decode() not in consent.known]:
             del table[key]
-    erased, tokens = consent.erased, {}
+    erased, tokens, minors = consent.erased, {}, getattr(consent, "minors", set())
     for msg, event in parsed:
         if erased:
             token = tokens.get(event.lead_id) or tokens.setdefault(event.lead_id, consent.token(event.lead_id))
             if token in erased and event.event_time.timestamp() <= erased[token]:
                 out.erased += 1  # an old event of an erased lead (a replay): counted, never stored or dead-lettered
                 continue
+        if event.lead_id in minors:
+            out.minors += 1  # a child without parental consent is not tracked (DPDP Act s.9): counted, not stored
+            continue
         if event.lead_id not in consent.known:
             out.dead.append((msg, "unknown_lead", f"lead {event.lead_id!r} has no consent on record"))
             continue
@@ -177,6 +181,7 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
             metrics.ROWS_OUT.labels(sink_name).inc(n)
         metrics.DUPLICATES.inc(folded.duplicates)
         metrics.ERASED.inc(folded.erased)
+        metrics.MINORS.inc(folded.minors)
         metrics.EVENTS_LANDED.inc(len(folded.messages))
         metrics.LAST_LANDED.set(done)
         metrics.BATCH_SIZE.observe(len(folded.messages))

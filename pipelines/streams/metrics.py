@@ -18,6 +18,8 @@ DEADLETTERED = Counter("leadscore_stream_deadlettered_total", "Events sent to le
                        ["reason"])
 ERASED = Counter("leadscore_stream_erased_events_total",
                  "Events of erased leads dated before their erasure, refused (a replay must not bring a lead back)")
+MINORS = Counter("leadscore_stream_minor_events_total",
+                 "Events of leads under 18 without parental consent, not tracked (DPDP Act s.9)")
 DUPLICATES = Counter("leadscore_stream_duplicates_total", "Events dropped as duplicates of an event id already seen")
 BATCH_SIZE = Histogram("leadscore_stream_batch_size", "Events per processed batch",
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from compliance.children import UNPROTECTED_MINORS
 from infra.config import Settings
 from pipelines.streams.aggregate import FEATURE_COLUMNS
 
@@ -47,6 +48,7 @@ class ConsentCache:
         self.scoring: set[str] = set()
         self.text: set[str] = set()
         self.since: datetime | None = None
+        self.minors: set[str] = set()  # under 18 without parental consent: never tracked (compliance/children.py)
         self.erased: dict[str, float] = {}  # lead token -> erased at (unix seconds)
         self.erased_since: datetime | None = None
         self.prune = False
@@ -60,6 +62,7 @@ class ConsentCache:
             erased = conn.execute("SELECT lead_token, erased_at FROM compliance.erasure_list WHERE "
                                   "%(since)s::timestamptz IS NULL OR erased_at > %(since)s ORDER BY erased_at",
                                   {"since": self.erased_since}).fetchall()
+            self.minors = {r[0] for r in conn.execute(UNPROTECTED_MINORS)}
             full = bool(erased)  # erased leads' consent rows are gone: only a full reload forgets them
             rows = conn.execute(
                 "SELECT lead_id, purpose, granted AND (expires_at IS NULL OR expires_at > now()), recorded_at "

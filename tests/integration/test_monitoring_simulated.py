@@ -143,7 +143,7 @@ def test_the_simulated_income_shift_is_found_only_after_the_drift_date(world: di
 
 
 def test_the_simulated_concept_drift_shows_as_a_realized_auc_drop_after_the_drift_date(world: dict) -> None:
-    auc = {}
+    auc, top = {}, {}
     for era, (since, until) in world["windows"].items():
         done = monitor(world, "performance", "--since", since, "--until", until, "--maturity", "1s")
         assert done.returncode == 0, done.stdout + done.stderr
@@ -151,7 +151,13 @@ def test_the_simulated_concept_drift_shows_as_a_realized_auc_drop_after_the_drif
         rows = [line.split() for line in done.stdout.splitlines() if line.startswith("  20")]
         test = [line.split() for line in done.stdout.splitlines() if line.startswith("  test")][0]
         auc[era], auc["test"] = float(rows[-1][4]), float(test[1])
-    # seen: before 0.976 (the model's own training leads), test 0.940, after 0.906: the simulator's concept drift is
-    # mild (the funnel's own events, calls on a site-visit day and the like, still show in behaviour features), a
-    # 3.6 % drop against the test AUC, under the loop's 5 % trigger
-    assert auc["after"] < auc["test"] and auc["after"] < auc["before"] - 0.05, auc
+        top[era], top["test"] = float(rows[-1][8]), float(test[5])
+    # After the drift date conversion follows a fresh intent and affordability counts the other way round
+    # (pipelines/simulate_drift.py): fewer of the drifted leads convert, and not the ones the champion ranks first.
+    # Seen in two runs: precision in the top decile 0.204 and 0.148 against 0.857 and 0.810 on the test rows, ROC AUC
+    # 0.873 and 0.891 against 0.919 and 0.927. The ranking suffers less than the top decile because a converting
+    # lead's own funnel events (calls, site visits) still show in its behaviour features. The "before" era is no
+    # baseline: its leads are the model's training leads scored weeks after their label times (the train/serve gap
+    # of windowed counts, docs/monitoring.md); its figures moved from 0.890 to 0.965 ROC AUC between the two runs.
+    assert auc["after"] < auc["test"], auc
+    assert top["after"] < 0.5 * top["test"], top

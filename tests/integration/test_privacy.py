@@ -561,3 +561,42 @@ def test_retention_notifies_48_hours_before_and_erases_only_after(world: dict, t
         assert kept == ["new"]
     finally:
         server.shutdown()
+
+
+def test_a_child_is_not_scored_without_verified_parental_consent(world: dict, tmp_path) -> None:  # noqa: ANN001
+    from pipelines.ingest import ingest_crm
+    from pipelines.spec import load_spec
+
+    settings, url = world["settings"], world["url"]
+    spec = tmp_path / "it_children.yaml"
+    spec.write_text("""
+name: it_children
+description: a CRM export that tells each lead's age
+owner: tests
+entity: {column: id}
+event_timestamp: {column: at}
+consent: {scoring: {default: true, source: test}}
+features:
+  - {column: age, name: age, type: int, min: 0, max: 120, personal: age}
+""", encoding="utf-8")
+    export = tmp_path / "children.csv"
+    export.write_text(f"id,at,age\nit-kid,{datetime.now(UTC).isoformat()},16\n"
+                      f"it-grown,{datetime.now(UTC).isoformat()},30\n", encoding="utf-8")
+    ingest_crm(settings, export, load_spec(spec), progress=False)
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        minors = conn.execute("SELECT lead_id FROM compliance.minors WHERE dataset = 'it_children'").fetchall()
+    assert minors == [("it-kid",)]
+    body = {"features": {"city": "Pune"}}
+    wait_for(lambda: post(url, "/score", {"lead_id": "it-grown", **body}, world["key"]).status_code == 200,
+             timeout=2.0, every=0.05)  # the mirror hears of the ingested consent as it commits
+    kid = post(url, "/score", {"lead_id": "it-kid", **body}, world["key"])
+    assert kid.status_code == 403 and "under 18" in kid.json()["reason"] and "s.9" in kid.json()["reason"]
+    done = cli(world, "privacy", "consent", "grant", "it-kid", "--purpose", "parental_consent", "--channel", "call",
+               "--by", "dpo@it")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wait_for(lambda: post(url, "/score", {"lead_id": "it-kid", **body}, world["key"]).status_code == 200,
+             timeout=2.0, every=0.05)  # the mirror hears of the parental consent as it commits
+    withdrawn = cli(world, "privacy", "consent", "withdraw", "it-kid", "--purpose", "parental_consent")
+    assert withdrawn.returncode == 0
+    wait_for(lambda: post(url, "/score", {"lead_id": "it-kid", **body}, world["key"]).status_code == 403,
+             timeout=2.0, every=0.05)

@@ -142,3 +142,64 @@ def test_the_stream_refuses_an_erased_leads_old_events_and_drops_its_state(setti
     assert out.erased == 2 and not out.dead  # refused, not dead-lettered (that would copy the payload)
     assert set(out.batch.rows) == {"kept", "back"}  # re-consented after its erasure: new events count
     assert b"gone" not in table and not consent.prune  # its state left the table
+
+
+def _spec(features: str):  # noqa: ANN202 - DatasetSpec
+    import yaml
+
+    from pipelines.spec import DatasetSpec
+
+    return DatasetSpec.model_validate(yaml.safe_load(f"""
+name: kids
+description: t
+owner: t
+entity: {{column: id}}
+event_timestamp: {{column: at}}
+consent: {{scoring: {{default: true, source: t}}}}
+features:
+{features}
+"""))
+
+
+def test_a_spec_marks_one_age_or_birth_date_feature_of_the_right_type() -> None:
+    from pydantic import ValidationError
+
+    assert _spec("  - {column: a, name: age, type: int, personal: age}").features[0].personal == "age"
+    _spec("  - {column: b, name: born, type: date, personal: date_of_birth}")
+    for bad, says in (("  - {column: a, name: age, type: string, personal: age}", "int or float"),
+                      ("  - {column: b, name: born, type: int, personal: date_of_birth}", "date features"),
+                      ("  - {column: a, name: age, type: int, personal: age}\n"
+                       "  - {column: b, name: born, type: date, personal: date_of_birth}", "all marked")):
+        with pytest.raises(ValidationError, match=says):
+            _spec(bad)
+
+
+def test_who_is_a_child_and_until_when() -> None:
+    from compliance.children import adult_from
+
+    at = pd.Timestamp("2026-06-01", tz="UTC")
+    by_age = adult_from(_spec("  - {column: a, name: age, type: int, personal: age}"),
+                        pd.DataFrame({"lead_id": ["k", "a", "n"], "event_timestamp": [at] * 3, "age": [16, 30, None]}))
+    assert abs((by_age[0] - (at + pd.Timedelta(days=2 * 365.25))).total_seconds()) < 1
+    assert by_age[1] == at and pd.isna(by_age[2])  # an adult: of age from the row's time; unknown: no verdict
+    born = pd.Series(pd.to_datetime(["2010-03-04", "1990-01-01"], utc=True))
+    by_birth = adult_from(_spec("  - {column: b, name: born, type: date, personal: date_of_birth}"),
+                          pd.DataFrame({"lead_id": ["k", "a"], "event_timestamp": [at] * 2, "born": born}))
+    assert list(by_birth) == list(pd.to_datetime(["2028-03-04", "2008-01-01"], utc=True))
+    assert adult_from(_spec("  - {column: c, name: city, type: string}"), pd.DataFrame({"city": ["x"]})) is None
+
+
+def test_the_stream_does_not_track_a_child_without_parental_consent(settings: Settings) -> None:
+    pytest.importorskip("faust")
+    from pipelines.streams.app import fold
+    from pipelines.streams.records import TOPIC_WEB, WebEvent
+
+    def message(lead: str, offset: int) -> SimpleNamespace:
+        event = WebEvent(event_id=f"e{offset}", lead_id=lead, event_time=NOW - timedelta(minutes=1),
+                         action="listing_view")
+        return SimpleNamespace(topic=TOPIC_WEB, key=lead.encode(), value=event.dumps(), partition=0, offset=offset)
+
+    consent = SimpleNamespace(known={"kid", "adult"}, erased={}, token=Tokenizer(settings), prune=False,
+                              minors={"kid"})
+    out = fold([message("kid", 1), message("adult", 2)], consent, {}, NOW)
+    assert out.minors == 1 and set(out.batch.rows) == {"adult"} and not out.dead
