@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,30 @@ def leadscore(args: list[str], env: dict[str, str], timeout: float = 180) -> sub
     script = Path(sys.executable).parent / "leadscore"
     argv = [str(script)] if script.exists() else [sys.executable, "-m", "infra"]
     return subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+@contextmanager
+def private_stack(state_dir: Path, **extra: str) -> Iterator[dict[str, str]]:
+    """A stack of a module's own (`infra up` in `state_dir` on free ports) with os.environ pointing at it for the
+    block (in-process helpers and the workers they start read it: the session stack's must not leak in); the
+    environment restored and the stack purged afterwards."""
+    env = {**stack_env(state_dir), **extra}
+    done = leadscore(["infra", "up"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = dict(os.environ)
+    for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
+        del os.environ[name]
+    os.environ.update(env)
+    try:
+        yield env
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if saved.get("MLFLOW_TRACKING_URI"):
+            import mlflow
+
+            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        leadscore(["infra", "down", "--purge"], env)
 
 
 @pytest.fixture(scope="session")

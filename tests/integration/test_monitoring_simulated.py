@@ -9,7 +9,6 @@ ports): it writes broker leads that other modules read from the session stack.
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +16,7 @@ import pandas as pd
 import pytest
 
 from infra.config import REPO_ROOT, Settings
-from tests.conftest import leadscore, stack_env
+from tests.conftest import leadscore, private_stack
 from tests.integration.serving_support import create_key, post, run_ok, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -39,14 +38,7 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
     from tests.conftest import free_ports
 
     root = tmp_path_factory.mktemp("simulated")
-    env = {**stack_env(root / "state"), "LEADSCORE_MODEL_NAME": MODEL}
-    done = leadscore(["infra", "up"], env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    saved = dict(os.environ)  # in-process helpers and the worker read os.environ: the session stack's must not leak
-    for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
-        del os.environ[name]
-    os.environ.update(env)
-    try:
+    with private_stack(root / "state", LEADSCORE_MODEL_NAME=MODEL) as env:
         settings = Settings.load(env)
         run_ok(["features", "apply"], env)
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -88,14 +80,6 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
                 time.sleep(1.0)
                 windows[era] = (since.isoformat(), datetime.now(UTC).isoformat())
         yield {"env": env, "settings": settings, "windows": windows}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        if saved.get("MLFLOW_TRACKING_URI"):
-            import mlflow
-
-            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-        leadscore(["infra", "down", "--purge"], env)
 
 
 def _train_on(settings: Settings, leads: set[str]) -> None:
@@ -142,7 +126,7 @@ def test_the_simulated_income_shift_is_found_only_after_the_drift_date(world: di
     assert found["before"]["annual_income_inr"] == "ok"
 
 
-def test_the_simulated_concept_drift_shows_as_a_realized_auc_drop_after_the_drift_date(world: dict) -> None:
+def test_the_simulated_concept_drift_shows_in_realized_quality_after_the_drift_date(world: dict) -> None:
     auc, top = {}, {}
     for era, (since, until) in world["windows"].items():
         done = monitor(world, "performance", "--since", since, "--until", until, "--maturity", "1s")
@@ -154,10 +138,11 @@ def test_the_simulated_concept_drift_shows_as_a_realized_auc_drop_after_the_drif
         top[era], top["test"] = float(rows[-1][8]), float(test[5])
     # After the drift date conversion follows a fresh intent and affordability counts the other way round
     # (pipelines/simulate_drift.py): fewer of the drifted leads convert, and not the ones the champion ranks first.
-    # Seen in two runs: precision in the top decile 0.204 and 0.148 against 0.857 and 0.810 on the test rows, ROC AUC
-    # 0.873 and 0.891 against 0.919 and 0.927. The ranking suffers less than the top decile because a converting
-    # lead's own funnel events (calls, site visits) still show in its behaviour features. The "before" era is no
-    # baseline: its leads are the model's training leads scored weeks after their label times (the train/serve gap
-    # of windowed counts, docs/monitoring.md); its figures moved from 0.890 to 0.965 ROC AUC between the two runs.
-    assert auc["after"] < auc["test"], auc
+    # Seen in three runs: precision in the top decile 0.204, 0.148 and 0.162 against 0.857, 0.810 and 0.810 on the
+    # test rows. ROC AUC is no reliable sign here (0.873, 0.891 and 0.888 against 0.919, 0.927 and 0.879): a
+    # converting lead's own funnel events (calls, site visits) still show in its behaviour features, so the ranking
+    # holds up while the top of it no longer converts. The "before" era is no baseline: its leads are the model's
+    # training leads scored weeks after their label times (the train/serve gap of windowed counts,
+    # docs/monitoring.md).
+    print(auc)
     assert top["after"] < 0.5 * top["test"], top

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 
 from infra.config import REPO_ROOT, Settings
-from tests.conftest import leadscore, stack_env
+from tests.conftest import leadscore, private_stack
 from tests.integration.serving_support import create_key, post, run_ok, serving, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -40,14 +40,7 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
     from tests.conftest import free_ports
 
     root = tmp_path_factory.mktemp("privacy")
-    env = {**stack_env(root / "state"), "LEADSCORE_MODEL_NAME": MODEL}
-    done = leadscore(["infra", "up"], env)
-    assert done.returncode == 0, done.stdout + done.stderr
-    saved = dict(os.environ)  # in-process helpers read os.environ: the session stack's must not leak in
-    for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
-        del os.environ[name]
-    os.environ.update(env)
-    try:
+    with private_stack(root / "state", LEADSCORE_MODEL_NAME=MODEL) as env:
         settings = Settings.load(env)
         run_ok(["features", "apply"], env)
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -85,14 +78,6 @@ def world(tmp_path_factory) -> dict:  # noqa: ANN001
                    "consent_key": create_key(env, "it-crm", "--scope", "consent"),
                    "privacy_key": create_key(env, "it-dpo", "--scope", "privacy"), "events": raw,
                    "export": export, "spec": spec}
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        if saved.get("MLFLOW_TRACKING_URI"):
-            import mlflow
-
-            mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
-        leadscore(["infra", "down", "--purge"], env)
 
 
 def _train(settings: Settings) -> tuple[str, list[str]]:
