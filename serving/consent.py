@@ -47,6 +47,7 @@ class ConsentChecker:
         self._cache: dict[str, tuple[float, bool]] = {}
         self._asked: set[str] = set()  # leads asked about since the last refresh
         self._mirror: dict[str, float] | None = None  # lead -> expiry (epoch seconds, inf for none), granted only
+        self._children: set[str] = set()  # minors without parental consent, kept with the mirror (the 403's reason)
         self._confirmed = -math.inf  # monotonic time the listener last knew its mirror current
         self._stop = threading.Event()
 
@@ -78,7 +79,10 @@ class ConsentChecker:
         return answer
 
     def minors_among(self, lead_ids: Sequence[str]) -> set[str]:
-        """The refused leads that are refused as children without parental consent (one query; empty if it fails)."""
+        """Which of these refused leads are children without parental consent: from the mirror while it is live,
+        else one query (empty if it fails: the generic reason is still true)."""
+        if self.live:
+            return self._children.intersection(lead_ids)
         try:
             with self.db.conn() as conn:
                 return {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)",
@@ -164,6 +168,7 @@ class ConsentChecker:
                                 "consent is read per request and cached for %g s", self.mirror_max, self.ttl_s)
                     self._mirror = None
                     return False
+        self._children = {r[0] for r in conn.execute(UNPROTECTED_MINORS).fetchall()}
         self._mirror = mirror
         self._confirmed = time.monotonic()
         return True
@@ -172,6 +177,8 @@ class ConsentChecker:
         """Re-read the announced leads into the mirror (granted and unexpired stay, the rest go)."""
         ids = list(lead_ids)
         fresh = dict(conn.execute(GRANTED + " AND lead_id = ANY(%s)", (ids,)).fetchall())
+        children = {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)", (ids,)).fetchall()}
+        self._children = (self._children - set(ids)) | children
         mirror = self._mirror
         if mirror is None:
             return
