@@ -123,7 +123,7 @@ def test_ingest_drops_only_rows_dated_before_the_leads_erasure(settings: Setting
 
 def test_the_stream_refuses_an_erased_leads_old_events_and_drops_its_state(settings: Settings) -> None:
     pytest.importorskip("faust")
-    from pipelines.streams.app import fold
+    from pipelines.streams.fold import fold
     from pipelines.streams.records import TOPIC_WEB, WebEvent
 
     tok = Tokenizer(settings)
@@ -191,7 +191,7 @@ def test_who_is_a_child_and_until_when() -> None:
 
 def test_the_stream_does_not_track_a_child_without_parental_consent(settings: Settings) -> None:
     pytest.importorskip("faust")
-    from pipelines.streams.app import fold
+    from pipelines.streams.fold import fold
     from pipelines.streams.records import TOPIC_WEB, WebEvent
 
     def message(lead: str, offset: int) -> SimpleNamespace:
