@@ -122,6 +122,7 @@ class KafkaChangelogs:
 
     def __init__(self, settings: Settings) -> None:
         self.bootstrap = settings.kafka_bootstrap
+        self.security = settings.kafka_options()  # KAFKA_SECURITY_PROTOCOL, SASL, TLS
 
     def count(self, lead_ids: Sequence[str]) -> int:
         """Leads whose latest changelog record (on any table changelog) is live state, read from the beginning."""
@@ -134,7 +135,7 @@ class KafkaChangelogs:
     async def _topics(self) -> list[str]:
         from aiokafka.admin import AIOKafkaAdminClient
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, **self.security)
         await admin.start()
         try:
             return sorted(t for t in await admin.list_topics() if t.endswith(CHANGELOG_SUFFIX))
@@ -147,7 +148,7 @@ class KafkaChangelogs:
         topics = await self._topics()
         if not topics:
             return 0
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, **self.security, enable_auto_commit=False,
                                     auto_offset_reset="earliest", group_id=None, fetch_max_bytes=16 * 1024 * 1024)
         await consumer.start()
         try:
@@ -179,7 +180,7 @@ class KafkaChangelogs:
         topics = await self._topics()
         if not topics or not keys:
             return 0
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", **self.security)
         await producer.start()
         try:
             futures = [await producer.send(topic, key=key, value=None) for topic in topics for key in keys]

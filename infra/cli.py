@@ -136,6 +136,22 @@ def infra_status() -> None:
         raise typer.Exit(1)
 
 
+@infra_app.command("files")
+def infra_files() -> None:
+    """List folders and files in the state directory that others than their owner may read; exit 1 if any."""
+    from infra.files import loose_files
+
+    settings = _settings()
+    loose = loose_files(settings.state_dir)
+    for path, mode in loose:
+        typer.echo(f"{mode}  {path}")
+    if loose:
+        typer.secho(f"error: {len(loose)} path(s) under {settings.state_dir} are readable beyond their owner: "
+                    f"chmod go-rwx them", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"every folder and file under {settings.state_dir} is its owner's alone")
+
+
 @infra_app.command("logs")
 def infra_logs(
     service: Annotated[str, typer.Argument(help="postgres, redis, kafka, prometheus, evidently, mlflow or serving")],
@@ -167,6 +183,7 @@ def main() -> None:
     from infra.process import ServiceError
     from monitoring.windows import MonitorError
 
+    os.umask(0o077)  # what the product writes (state, logs, exports, artifacts) is its user's alone: 0600 / 0700
     try:
         app()
     except (ServiceError, ConfigError, MonitorError, PrivacyError) as exc:

@@ -9,14 +9,20 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
+# the registry's users (MLflow basic auth, infra/servers.py): passwords in secrets/mlflow_<role>.password
+MLFLOW_USERS = {"admin": "admin", "trainer": "leadscore-trainer", "serving": "leadscore-serving"}
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 DEFAULT_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "mlflow": 15000, "serving": 13000,
                  "prometheus": 19090, "evidently": 18001, "monitor": 19101}
 
@@ -67,7 +73,11 @@ class Settings:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, env_file: Path | None = None) -> Settings:
-        """Build settings from `environ` (default os.environ) over `env_file` (default ./mlflow.env)."""
+        """Build settings from `environ` (default os.environ) over `env_file` (default ./mlflow.env).
+
+        Also sets this process's umask to 077: whatever a LeadScore process writes next (state, logs, exports, MLflow
+        artifacts, the servers it starts) is readable by its own user only (0600 files, 0700 folders)."""
+        os.umask(0o077)
         environ = dict(os.environ if environ is None else environ)
         if env_file is None:
             cwd_env = Path.cwd() / "mlflow.env"
@@ -132,7 +142,11 @@ class Settings:
         self.secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.secrets_dir, 0o700)
         value = secrets.token_urlsafe(24)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process (a second service worker) made it first
+            time.sleep(0.05)
+            return path.read_text().strip()
         with os.fdopen(fd, "w") as fh:
             fh.write(value + "\n")
         return value
@@ -162,6 +176,46 @@ class Settings:
     def prometheus_url(self) -> str:
         return self.env.get("LEADSCORE_PROMETHEUS_URL") or f"http://{self.host}:{self.prometheus_port}"
 
+    def kafka_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments for the broker's security: KAFKA_SECURITY_PROTOCOL (PLAINTEXT, SSL,
+        SASL_PLAINTEXT, SASL_SSL), KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) with
+        KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD, and KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE for TLS."""
+        protocol = self.env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").strip().upper()
+        if protocol not in KAFKA_PROTOCOLS:
+            raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(KAFKA_PROTOCOLS)}")
+        options: dict[str, Any] = {"security_protocol": protocol}
+        if protocol.startswith("SASL_"):
+            mechanism = self.env.get("KAFKA_SASL_MECHANISM", "PLAIN").strip().upper()
+            if mechanism not in KAFKA_SASL_MECHANISMS:
+                raise ConfigError(f"KAFKA_SASL_MECHANISM={mechanism!r} is not one of "
+                                  f"{', '.join(KAFKA_SASL_MECHANISMS)}")
+            user, password = self.env.get("KAFKA_SASL_USERNAME"), self.env.get("KAFKA_SASL_PASSWORD")
+            if not user or not password:
+                raise ConfigError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and "
+                                  "KAFKA_SASL_PASSWORD")
+            options.update(sasl_mechanism=mechanism, sasl_plain_username=user, sasl_plain_password=password)
+        if protocol.endswith("SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            files = {k: self.env.get(f"KAFKA_SSL_{k.upper()}") for k in ("cafile", "certfile", "keyfile")}
+            for name, path in files.items():
+                if path and not Path(path).is_file():
+                    raise ConfigError(f"KAFKA_SSL_{name.upper()}={path}: no such file")
+            options["ssl_context"] = create_ssl_context(**{k: v for k, v in files.items() if v},
+                                                        password=self.env.get("KAFKA_SSL_KEY_PASSWORD"))
+        return options
+
+    def faust_credentials(self):  # noqa: ANN201 - faust.SASLCredentials | faust.SSLCredentials | None
+        """The same settings as Faust's `broker_credentials` (the stream workers)."""
+        import faust
+
+        options = self.kafka_options()
+        if options["security_protocol"].startswith("SASL_"):
+            return faust.SASLCredentials(username=options["sasl_plain_username"],
+                                         password=options["sasl_plain_password"],
+                                         ssl_context=options.get("ssl_context"), mechanism=options["sasl_mechanism"])
+        return faust.SSLCredentials(options["ssl_context"]) if "ssl_context" in options else None
+
     def feast_env(self) -> dict[str, str]:
         """The variables feature_repo/feature_store.yaml expands (Feast reads ${VAR} from the environment)."""
         return {
@@ -174,15 +228,28 @@ class Settings:
             "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},password={self.secret('redis')}",
         }
 
-    def mlflow_env(self) -> dict[str, str]:
-        """Environment for MLflow clients and servers (telemetry off, tracking URI set)."""
+    def mlflow_login(self, user: str = "trainer") -> tuple[str, str] | None:
+        """(username, password) of one of the registry's users: `trainer` (train, promote, monitor, privacy: creates
+        and manages its runs and models) or `serving` (reads only); `admin` for the UI. MLFLOW_TRACKING_USERNAME /
+        _PASSWORD in the environment win (a registry of one's own); None before `infra up` made them."""
+        if self.env.get("MLFLOW_TRACKING_USERNAME"):
+            return self.env["MLFLOW_TRACKING_USERNAME"], self.env.get("MLFLOW_TRACKING_PASSWORD", "")
+        try:
+            return MLFLOW_USERS[user], self.secret(f"mlflow_{user}")
+        except ConfigError:
+            return None
+
+    def mlflow_env(self, user: str = "trainer") -> dict[str, str]:
+        """Environment for MLflow clients and servers (telemetry off, tracking URI set, `user`'s login)."""
         passed = {k: v for k, v in self.env.items() if k.startswith("MLFLOW_") and "BACKEND" not in k}
+        login = self.mlflow_login(user)
         return {
             **passed,  # any other MLFLOW_* setting from the environment or mlflow.env
             "MLFLOW_TRACKING_URI": self.tracking_uri,
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
             "MLFLOW_DISABLE_TELEMETRY": self.env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
             "DO_NOT_TRACK": self.env.get("DO_NOT_TRACK", "true"),
+            **({"MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]} if login else {}),
         }
 
     def privacy(self) -> PrivacySettings:

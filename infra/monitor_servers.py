@@ -91,7 +91,15 @@ class Prometheus(Server):
             (home / sub).mkdir(exist_ok=True)
         for rules in RULES_DIR.glob("*.yml"):
             if not rules.name.endswith("_test.yml"):
-                shutil.copy2(rules, home / "rules" / rules.name)
+                shutil.copyfile(rules, home / "rules" / rules.name)
+                os.chmod(home / "rules" / rules.name, 0o600)
+        # the scoring service's /metrics asks for the metrics token: Prometheus reads its own copy (0600)
+        token = home / "secrets" / "metrics_token"
+        token.parent.mkdir(mode=0o700, exist_ok=True)
+        token.unlink(missing_ok=True)
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.settings.secret("metrics_token", create=True))
         (home / "prometheus.yml").write_text(json.dumps(self.config(), indent=1))  # JSON is YAML
         if user is not None:
             for path in (home, *home.rglob("*")):
@@ -105,7 +113,8 @@ class Prometheus(Server):
             "rule_files": [str(home / "rules" / "*.yml")],
             "scrape_configs": [
                 {"job_name": "leadscore-serving", "static_configs": [
-                    {"targets": [f"{host}:{self.settings.serving_port}"]}]},
+                    {"targets": [f"{host}:{self.settings.serving_port}"]}],
+                 "authorization": {"type": "Bearer", "credentials_file": str(home / "secrets" / "metrics_token")}},
                 {"job_name": "leadscore-monitor", "static_configs": [
                     {"targets": [f"{host}:{self.settings.monitor_port}"]}]},
                 {"job_name": "leadscore-streams", "file_sd_configs": [
@@ -134,7 +143,10 @@ def register_target(settings: Settings, name: str, port: int, labels: dict[str, 
     path = folder / f"{name}.json"
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps([{"targets": [f"{settings.host}:{port}"], "labels": labels or {}}]))
-    os.chmod(tmp, 0o644)
+    os.chmod(tmp, 0o600)
+    owner = folder.resolve().stat()
+    if os.geteuid() == 0 and owner.st_uid != 0:  # Prometheus runs as its own user: the file is its to read
+        os.chown(tmp, owner.st_uid, owner.st_gid)
     tmp.replace(path)
     return path
 

@@ -228,6 +228,19 @@ class MLflowServer(Server):
     expect = "mlflow"
     start_timeout = 90.0  # the first start creates MLflow's tables
 
+    def auth_config(self) -> Path:
+        """MLflow's basic-auth ini (0600): users and permissions in a SQLite file beside it; READ by default, so
+        every signed-in user reads and only a run's or model's creator (or admin) changes it."""
+        path = self.home / "basic_auth.ini"
+        path.write_text("[mlflow]\ndefault_permission = READ\n"
+                        f"database_uri = sqlite:///{self.home.resolve() / 'auth.db'}\nadmin_username = admin\n"
+                        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                        # a verified login is cached 30 s: without it each request pays a scrypt hash (training
+                        # logs hundreds of requests); a changed password takes effect within that time
+                        "auth_cache_ttl_seconds = 30\n")
+        os.chmod(path, 0o600)
+        return path
+
     def launch(self) -> int:
         artifacts = self.home / "artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
@@ -236,9 +249,46 @@ class MLflowServer(Server):
         env = {**os.environ, **self.settings.mlflow_env(), "MLFLOW_BACKEND_STORE_URI": self.settings.mlflow_backend_uri,
                # the GenAI job runner (a dozen huey processes) serves nothing LeadScore uses; opt in to keep it
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": self.settings.env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                                                                           "false")}
-        return spawn([sys.executable, "-m", "mlflow", "server", "--host", self.settings.host, "--port", str(self.port),
-               "--workers", workers, "--artifacts-destination", str(artifacts)], self.log, self.pidfile, env=env)
+                                                                           "false"),
+               # MLflow's own authentication: no request without a login (401), alias moves only by their owner
+               "MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config()),
+               "MLFLOW_AUTH_ADMIN_PASSWORD": self.settings.secret("mlflow_admin", create=True),
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": self.settings.secret("mlflow_flask", create=True)}
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            env.pop(name, None)
+        return spawn([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host",
+                      self.settings.host, "--port", str(self.port), "--workers", workers, "--artifacts-destination",
+                      str(artifacts)], self.log, self.pidfile, env=env)
+
+    def ensure_users(self) -> list[str]:
+        """Create the trainer and serving users (passwords generated into the secrets) if missing; the new ones."""
+        import base64
+        import json
+
+        from infra.config import MLFLOW_USERS
+
+        admin = base64.b64encode(f"admin:{self.settings.secret('mlflow_admin')}".encode()).decode()
+        base = f"http://{self.settings.host}:{self.port}/api/2.0/mlflow/users"
+        made = []
+        for role in ("trainer", "serving"):
+            username, password = MLFLOW_USERS[role], self.settings.secret(f"mlflow_{role}", create=True)
+            ask = urllib.request.Request(f"{base}/get?{urllib.parse.urlencode({'username': username})}",
+                                         headers={"Authorization": f"Basic {admin}"})
+            try:
+                urllib.request.urlopen(ask, timeout=10).close()  # noqa: S310 - our own loopback server
+                action, body = "update-password", {"username": username, "password": password}
+            except urllib.error.HTTPError as exc:
+                if exc.code != 404:
+                    raise ServiceError(f"mlflow: cannot check user {username} (HTTP {exc.code}): is the admin "
+                                       "password in secrets/mlflow_admin.password the server's?") from None
+                action, body = "create", {"username": username, "password": password}
+                made.append(username)
+            req = urllib.request.Request(f"{base}/{action}", data=json.dumps(body).encode(), method="PATCH"
+                                         if action == "update-password" else "POST",
+                                         headers={"Authorization": f"Basic {admin}",
+                                                  "Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+        return made
 
     def healthy(self) -> bool:
         url = f"http://{self.settings.host}:{self.port}/health"
@@ -259,7 +309,7 @@ class ServingServer(Server):
         # BentoML gives its workers their Prometheus directory: one inherited from a process that imported Feast
         # (which sets its own) would split the service's metrics from the /metrics endpoint
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
-        env.update({**self.settings.mlflow_env(), "BENTOML_DO_NOT_TRACK": "True",
+        env.update({**self.settings.mlflow_env("serving"), "BENTOML_DO_NOT_TRACK": "True",
                     "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1"})
         return spawn([sys.executable, "-m", "bentoml", "serve", "serving.service:LeadScorer", "--host",
                       self.settings.host, "--port", str(self.port), "--working-dir", str(REPO_ROOT)],
@@ -272,7 +322,12 @@ class ServingServer(Server):
     def champion_exists(self) -> bool:
         """True if the registry has `<model>@champion` (asked over MLflow's REST API: no MLflow import)."""
         query = urllib.parse.urlencode({"name": self.settings.model_name, "alias": "champion"})
-        url = f"{self.settings.tracking_uri}/api/2.0/mlflow/registered-models/alias?{query}"
+        import base64
+
+        login = self.settings.mlflow_login("serving")
+        headers = {"Authorization": "Basic " + base64.b64encode(":".join(login).encode()).decode()} if login else {}
+        url = urllib.request.Request(f"{self.settings.tracking_uri}/api/2.0/mlflow/registered-models/alias?{query}",
+                                     headers=headers)
         try:
             with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - our own tracking server
                 return resp.status == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -63,7 +64,9 @@ def _wait_healthy(server: Server, started_at: float, pid: int | None) -> None:
 
 def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceStatus]:
     """Install what is missing, start every server not already running, wait until each really answers."""
+    os.umask(0o077)  # every file the servers and this process write: 0600, every folder 0700
     settings.state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.state_dir, 0o700)
     settings.secret("pg", create=True)
     settings.secret("redis", create=True)
     settings.secret("evidently", create=True)
@@ -88,6 +91,8 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceSt
     if pid:
         say(f"starting mlflow on {settings.host}:{mlflow.port}")
     _wait_healthy(mlflow, t0, pid)
+    for user in mlflow.ensure_users():
+        say(f"mlflow: created user {user} (password in {settings.secrets_dir}/)")
     start_serving(settings, say)
     return status(settings)
 

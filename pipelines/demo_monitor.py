@@ -28,9 +28,24 @@ def rank_leads(settings: Settings, table: str, say: Callable[[str], None] = prin
         request = urllib.request.Request(
             f"http://{settings.host}:{settings.serving_port}/rank", method="POST", data=body,
             headers={"Authorization": f"Bearer {demo_key(settings)}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 - our own loopback service
-            ranked += len(json.loads(resp.read())["results"])
+        ranked += len(_post_honouring_retry_after(request)["results"])
     return ranked
+
+
+def _post_honouring_retry_after(request: urllib.request.Request, tries: int = 5) -> dict:
+    """The JSON answer; a 429 (the key's rate counts leads) waits the Retry-After it names, as a CRM client would."""
+    import time
+    import urllib.error
+
+    for attempt in range(tries):
+        try:
+            with urllib.request.urlopen(request, timeout=120) as resp:  # noqa: S310 - our own loopback service
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code != 429 or attempt == tries - 1:
+                raise
+            time.sleep(float(exc.headers.get("Retry-After", "1")))
+    raise AssertionError("unreachable")
 
 
 def monitor_cycle(settings: Settings, say: Callable[[str], None] = print) -> dict:

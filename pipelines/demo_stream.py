@@ -81,7 +81,8 @@ def live_probe(settings: Settings, reader, lead_id: str, timeout: float = 30.0) 
     t = time.time()
     body = {"event_id": uuid.uuid4().hex, "lead_id": lead_id, "event_time": datetime.fromtimestamp(t, UTC).isoformat(),
             "action": "listing_view", "duration_s": 0.0, "listing_id": "demo-listing"}
-    produce(settings.kafka_bootstrap, [(TOPIC_WEB, lead_id, json.dumps(body).encode())], progress=False)
+    produce(settings.kafka_bootstrap, [(TOPIC_WEB, lead_id, json.dumps(body).encode())], progress=False,
+            security=settings.kafka_options())
     while time.time() - t < timeout:
         after = reader.read([lead_id])[0].get("listing_views_1d") or 0
         if after != before:
@@ -134,7 +135,8 @@ def stream_a_day(settings: Settings, say: Callable[[str], None] = print, leads: 
     worker = start_worker(settings, port, settings.state_dir / "stream-worker.log")
     try:
         t0 = time.monotonic()
-        sent = produce(settings.kafka_bootstrap, events, rate, progress=os.isatty(1))
+        sent = produce(settings.kafka_bootstrap, events, rate, progress=os.isatty(1),
+                       security=settings.kafka_options())
         progress_at, last = time.monotonic(), -1.0
         while (now_landed := landed(port)) < sent:
             if now_landed > last:

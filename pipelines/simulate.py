@@ -34,21 +34,22 @@ from pipelines.simulate_profiles import BAD_KINDS, CRM, PROFILE_COLUMNS, WEB, ge
 
 # ---------------------------------------------------------------------------------------------------- Kafka
 def produce(bootstrap: str, events: Iterable[tuple[str, str, bytes]], rate: float | None = None,
-            progress: bool = True, total: int | None = None) -> int:
+            progress: bool = True, total: int | None = None, security: dict | None = None) -> int:
     """Send `(topic, key, value)` events to Kafka at about `rate` events/s (None: as fast as possible); return the
-    count sent. Events are pulled from `events` only when the rate allows, so live events are stamped at send time."""
-    return asyncio.run(_produce(bootstrap, events, rate, progress, total))
+    count sent. Events are pulled from `events` only when the rate allows, so live events are stamped at send time.
+    `security`: the broker's security settings (Settings.kafka_options())."""
+    return asyncio.run(_produce(bootstrap, events, rate, progress, total, security or {}))
 
 
 async def _produce(bootstrap: str, events: Iterable[tuple[str, str, bytes]], rate: float | None, progress: bool,
-                   total: int | None) -> int:
+                   total: int | None, security: dict) -> int:
     from aiokafka import AIOKafkaProducer
     from tqdm import tqdm
 
     if total is None and hasattr(events, "__len__"):
         total = len(events)  # type: ignore[arg-type]
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024,
-                                acks=1, request_timeout_ms=30_000)
+                                acks=1, request_timeout_ms=30_000, **security)
     await producer.start()
     sent, pending = 0, []
     # a batch of sends per tick: small enough to keep the rate smooth, large enough to keep the producer busy
@@ -117,7 +118,7 @@ def simulate(settings: Settings, leads: int, days: int, rate: float | None, seed
     sent = 0
     if produce_events:
         ensure_source_topics(settings)
-        sent = produce(settings.kafka_bootstrap, events, rate, progress)
+        sent = produce(settings.kafka_bootstrap, events, rate, progress, security=settings.kafka_options())
     outcomes = Counter(events.outcome.tolist())
     return {
         "leads": leads, "events": len(events), "events_by_topic": events.counts(), "bad_events": events.n_bad,

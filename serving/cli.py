@@ -64,8 +64,10 @@ def serve(ctx: typer.Context,
 def keys_create(
     tenant: Annotated[str, typer.Option(help="the broker firm or CRM the key belongs to ('admin' may reload)")],
     broker: Annotated[str | None, typer.Option(help="one broker inside the tenant")] = None,
-    rate: Annotated[float, typer.Option(min=0.001, help="requests per second allowed")] = 200.0,
-    burst: Annotated[int, typer.Option(min=1, help="requests allowed at once above the rate")] = 400,
+    rate: Annotated[float, typer.Option(min=0.001, help="leads per second allowed (a /rank call costs its leads)")]
+    = 1000.0,
+    burst: Annotated[int | None, typer.Option(min=1, help="leads allowed at once above the rate [default: two "
+                                              "seconds of the rate]")] = None,
     description: Annotated[str, typer.Option(help="a note: what the key is for")] = "",
     scope: Annotated[list[str] | None, typer.Option(help="what it may do (repeat): score (/score, /rank), consent "
                                                     "(/consent), privacy (/privacy/*); default score")] = None,
@@ -80,7 +82,33 @@ def keys_create(
         raise typer.Exit(1) from None
     typer.echo(key)
     typer.echo(f"key {grant.key_id} for tenant {grant.tenant}{f' / broker {broker}' if broker else ''}, "
-               f"scopes {','.join(grant.scopes)}, {rate:g} req/s: store it now, it cannot be shown again", err=True)
+               f"scopes {','.join(grant.scopes)}, {rate:g} leads/s, burst {grant.burst}: store it now, it cannot be "
+               "shown again", err=True)
+
+
+@serve_app.command("token")
+def token_create(
+    subject: Annotated[str, typer.Option(help="the person's account (e.g. asha@acme-realty)")],
+    tenant: Annotated[str, typer.Option(help="the broker firm or CRM the person belongs to")],
+    role: Annotated[str, typer.Option(help="broker, manager, data_scientist or privacy_officer")],
+    broker: Annotated[str | None, typer.Option(help="the broker (for role broker)")] = None,
+    ttl: Annotated[str, typer.Option(help="lifetime: 30m, 8h, 7d")] = "8h",
+) -> None:
+    """Issue a signed token (JWT) for a person: `Authorization: Bearer <token>` on the API, like a key."""
+    from serving.tokens import issue
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if len(ttl) < 2 or ttl[-1] not in units or not ttl[:-1].isdigit() or int(ttl[:-1]) < 1:
+        typer.secho(f"error: --ttl {ttl!r}: a number and a unit, e.g. 30m, 8h, 7d", fg="red", err=True)
+        raise typer.Exit(1)
+    try:
+        token = issue(_settings(), subject, tenant, role, broker, int(ttl[:-1]) * units[ttl[-1]])
+    except ValueError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(token)
+    typer.echo(f"token for {subject} ({role}, tenant {tenant}{f', broker {broker}' if broker else ''}), valid {ttl}",
+               err=True)
 
 
 @keys_app.command("list")

@@ -149,7 +149,8 @@ class Engine:
                 reason = (CHILD_REASON if it.lead_id in children
                           else "the lead has no granted, unexpired consent for purpose 'scoring'")
                 outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id, "reason": reason}))
-                if k:  # a lead the product holds (or was sent): its refusal is audited; an unknown id is not
+                if k and endpoint == "score":  # a lead the product holds (or was sent): its refusal is audited;
+                    # an unknown id is not; a /rank call writes one summary row below, not one per lead
                     self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
                                    {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
                                     "reason": "minor without parental consent" if it.lead_id in children
@@ -161,6 +162,12 @@ class Engine:
             else:  # the stored row as read (the model takes its features by name), inline values over it
                 out_rows.append({**row, **it.inline} if it.inline else row)
                 outcomes.append(None)
+        if refused and endpoint == "rank":  # bounded: one row per call, however many leads it refused
+            it = items[0]
+            self.log.audit(f"api_key:{it.key.key_id}", "refuse", None, PURPOSE,
+                           {"endpoint": endpoint, "tenant": it.key.tenant, "request_id": it.request_id,
+                            "leads_refused": len(refused), "minors_refused": len(children),
+                            "reason": "no scoring consent (the response lists the leads)"})
         return out_rows, outcomes
 
     def _sampled(self, row: dict) -> dict | None:

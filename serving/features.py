@@ -1,8 +1,9 @@
 """Online features for serving: one pipelined Redis read per batch (Feast's layout), merged with inline values.
 
-Inline values are checked against the model's features before use: unknown names, wrong types, non-finite numbers,
-dates that are not ISO 8601 and values outside the dataset spec's `min`/`max`/`allowed` are refused with the field
-and the reason.
+Inline values are checked against the model's features before use: unknown names, wrong types (strictly: no text
+for a number, no `true` for a number, no `1` for a yes/no feature, no fraction for an integer), non-finite or
+unrepresentable numbers, dates that are not ISO 8601 and values outside the dataset spec's `min`/`max`/`allowed` are
+refused with the field and the reason.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.config import REPO_ROOT, Settings
+
+MAX_INT = 2**53  # integers beyond this are not exact as floats (and 10**400 cannot be one at all)
+MAX_TEXT = 200  # characters of a text (categorical) feature value
 
 
 class FeatureError(ValueError):
@@ -32,6 +36,7 @@ class FeatureRules:
     dates: set[str] = field(default_factory=set)
     bounds: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
     allowed: dict[str, set[str]] = field(default_factory=dict)
+    kinds: dict[str, str] = field(default_factory=dict)  # the spec's type of a numeric feature: int, float or bool
 
     @classmethod
     def for_model(cls, features: Sequence[str], categorical: Sequence[str], feature_service: str,
@@ -40,6 +45,8 @@ class FeatureRules:
         spec = _spec_for(feature_service)
         if spec is not None:
             for f in spec.features:
+                if f.name in rules.numeric and f.type in ("int", "float", "bool"):
+                    rules.kinds[f.name] = f.type
                 if f.min is not None or f.max is not None:
                     rules.bounds[f.name] = (f.min, f.max)
                 if f.allowed:
@@ -60,19 +67,37 @@ class FeatureRules:
                 if not isinstance(value, str) or _iso_date(value) is None:
                     errors.append((where, f"expected an ISO 8601 date such as '2026-03-31', got {str(value)[:40]!r}"))
             elif name in self.numeric:
-                if isinstance(value, str):
-                    errors.append((where, f"expected a number, got text {value[:40]!r}"))
+                kind = self.kinds.get(name, "float")
+                if kind == "bool":
+                    if not isinstance(value, bool):
+                        errors.append((where, f"expected true or false, got {_shown(value)}"))
+                elif isinstance(value, str | bool):
+                    errors.append((where, f"expected {'an integer' if kind == 'int' else 'a number'}, got "
+                                          f"{_shown(value)}"))
+                elif isinstance(value, int) and abs(value) > MAX_INT:
+                    errors.append((where, f"{str(value)[:24]}... is too large (at most {MAX_INT} in magnitude)"))
                 elif not math.isfinite(float(value)):
                     errors.append((where, "expected a finite number"))
+                elif kind == "int" and not float(value).is_integer():
+                    errors.append((where, f"expected an integer, got {value}"))
                 elif name in self.bounds:
                     lo, hi = self.bounds[name]
                     if (lo is not None and value < lo) or (hi is not None and value > hi):
                         errors.append((where, f"{value} is out of range [{lo}, {hi}]"))
             elif not isinstance(value, str):
-                errors.append((where, f"expected text, got {type(value).__name__}"))
+                errors.append((where, f"expected text, got {_shown(value)}"))
+            elif len(value) > MAX_TEXT:
+                errors.append((where, f"text of {len(value)} characters is over the limit of {MAX_TEXT}"))
             elif name in self.allowed and value not in self.allowed[name]:
                 errors.append((where, f"{value[:40]!r} is not one of {sorted(self.allowed[name])[:10]}"))
         return errors
+
+
+def _shown(value: Any) -> str:  # noqa: ANN401
+    """A value as the client sent it, in JSON terms and short."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return f"text {value[:40]!r}" if isinstance(value, str) else repr(value)[:40]
 
 
 def _iso_date(value: str):  # noqa: ANN202 - datetime | None

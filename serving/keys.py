@@ -3,12 +3,16 @@
 The pepper lives in the state directory's secrets (mode 0600) or LEADSCORE_API_KEY_PEPPER_PASSWORD, so a copy of
 the database alone cannot test guesses. Verified keys are cached in the process for `ttl_s` seconds: a revoked key
 stops working within that time.
+
+Rates count leads, not calls: a /rank of 1,000 leads costs 1,000 of the key's tokens (one /score costs one). The
+burst (what may arrive at once above the rate) is two seconds' worth of the rate unless set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -18,6 +22,12 @@ from infra.config import Settings
 PEPPER = "api_key_pepper"
 PREFIX = "ls"
 SCOPES = ("score", "consent", "privacy")  # /score and /rank; /consent; /privacy/* (erasure, export)
+DEFAULT_RATE = 1000.0  # leads per second
+
+
+def default_burst(rate_per_s: float) -> int:
+    """Two seconds' worth of the rate (at least one)."""
+    return max(1, math.ceil(2 * rate_per_s))
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,13 @@ def split_key(token: str) -> tuple[str, str] | None:
     return parts[1], parts[2]
 
 
-def create_key(settings: Settings, tenant: str, broker: str | None = None, rate_per_s: float = 200.0,
-               burst: int = 400, description: str = "", scopes: tuple[str, ...] = ("score",)) -> tuple[str, ApiKey]:
-    """Create a key; return (the key, shown once and never stored, its grant)."""
+def create_key(settings: Settings, tenant: str, broker: str | None = None, rate_per_s: float = DEFAULT_RATE,
+               burst: int | None = None, description: str = "",
+               scopes: tuple[str, ...] = ("score",)) -> tuple[str, ApiKey]:
+    """Create a key; return (the key, shown once and never stored, its grant). `burst` defaults from the rate."""
     import psycopg
+
+    burst = default_burst(rate_per_s) if burst is None else burst
 
     if not tenant.strip():
         raise ValueError("a key needs a tenant (the broker firm or CRM it belongs to)")
@@ -132,14 +145,17 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}  # key_id -> (tokens, last refill time)
 
     def allow(self, key: ApiKey, cost: float = 1.0) -> float:
-        """0.0 if the request may go ahead (tokens taken), else the seconds to wait before retrying."""
+        """0.0 if a call costing `cost` tokens (its leads) may go ahead (tokens taken), else the seconds to wait.
+
+        A call bigger than the burst goes ahead on a full bucket and leaves the bucket in debt for the rest: a
+        /rank of 10,000 leads at 1,000 leads/s is answered, and the key's next call waits about 8 s."""
         rate, burst = key.rate_per_s / self.workers, max(1.0, key.burst / self.workers)
         now = time.monotonic()
         tokens, last = self._buckets.get(key.key_id, (burst, now))
         tokens = min(burst, tokens + (now - last) * rate)
-        cost = min(cost, burst)  # a big /rank call may drain the bucket, never wait forever
-        if tokens >= cost:
+        needed = min(cost, burst)
+        if tokens >= needed:
             self._buckets[key.key_id] = (tokens - cost, now)
             return 0.0
         self._buckets[key.key_id] = (tokens, now)
-        return (cost - tokens) / rate
+        return (needed - tokens) / rate

@@ -31,3 +31,10 @@ def metrics() -> SimpleNamespace:
         embedded=Counter("leadscore_serving_texts_embedded_total", "Message texts embedded at request time"),
         embed_cache_hits=Counter("leadscore_serving_embed_cache_hits_total", "Texts found already embedded"),
     )
+
+
+def exposition() -> bytes:
+    """Every metric of this service (BentoML's request metrics and ours, summed over its worker processes)."""
+    from bentoml._internal.configuration.containers import BentoMLContainer
+
+    return BentoMLContainer.metrics_client.get().generate_latest()

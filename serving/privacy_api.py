@@ -16,17 +16,22 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from serving.schemas import LeadId
 
 log = logging.getLogger("leadscore.serving")
 privacy_api = FastAPI(title="LeadScore privacy", version="1", openapi_url=None, docs_url=None, redoc_url=None)
 _state: dict[str, Any] = {}
 MAX_LEADS = 10_000
+PathLeadId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
+                                 description="the CRM's lead id")]
 
 
 def attach(service: Any, settings: Any) -> None:  # noqa: ANN401 - serving.service.LeadScorer, Settings
@@ -35,14 +40,17 @@ def attach(service: Any, settings: Any) -> None:  # noqa: ANN401 - serving.servi
 
 
 class ConsentChange(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [
         {"lead_ids": ["L-1001"], "purpose": "scoring", "granted": False, "channel": "consent_manager"}]})
-    lead_ids: list[str] = Field(min_length=1, max_length=MAX_LEADS, description="the leads the change is for")
+    lead_ids: list[LeadId] = Field(min_length=1, max_length=MAX_LEADS, description="the leads the change is for")
     purpose: Literal["scoring", "marketing_contact", "text_analysis"]
     granted: bool
-    notice_version: str | None = Field(None, description="the notice consented to (default: the newest)")
-    channel: str = Field("api", description="how it was given or withdrawn: api, consent_manager, web_form, ...")
-    expires_at: datetime | None = None
+    notice_version: str | None = Field(None, max_length=64,
+                                       description="the notice consented to (default: the newest)")
+    channel: str = Field("api", max_length=64,
+                         description="how it was given or withdrawn: api, consent_manager, web_form, ...")
+    expires_at: Annotated[datetime, Field(strict=False)] | None = Field(
+        None, description="ISO 8601 date-time with its time zone")
 
 
 class ConsentChanged(BaseModel):
@@ -56,8 +64,8 @@ class ConsentChanged(BaseModel):
 
 
 class ErasureRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"lead_ids": ["L-1001"]}]})
-    lead_ids: list[str] = Field(min_length=1, max_length=MAX_LEADS)
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"examples": [{"lead_ids": ["L-1001"]}]})
+    lead_ids: list[LeadId] = Field(min_length=1, max_length=MAX_LEADS)
 
 
 class ErasureReceipt(BaseModel):
@@ -74,6 +82,13 @@ def _error(status: int, error: str, reason: str, field: str | None = None,
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+@privacy_api.exception_handler(StarletteHTTPException)
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """FastAPI's own refusals (a body it cannot parse, an unknown route or method) in the API's error shape."""
+    error = "the body is not valid JSON" if exc.status_code == 400 else str(exc.detail)
+    return _error(exc.status_code, error, str(exc.detail), headers=getattr(exc, "headers", None))
+
+
 @privacy_api.exception_handler(RequestValidationError)
 async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
     from serving.middleware import field_path
@@ -84,15 +99,16 @@ async def _invalid(_request: Request, exc: RequestValidationError) -> JSONRespon
     return JSONResponse({"error": "invalid request", "errors": errors[:100]}, status_code=422)
 
 
-async def _run(request: Request, endpoint: str, scope: str, work) -> JSONResponse:  # noqa: ANN001
-    """Authorize, then run `work(settings, key)` in a thread; map its errors to replies."""
+async def _run(request: Request, endpoint: str, scope: str, work, cost: int = 1) -> JSONResponse:  # noqa: ANN001
+    """Authorize (a call costs its leads against the key's rate), then run `work(settings, key)` in a thread; map
+    its errors to replies."""
     from compliance.erase import PrivacyError
 
     service, settings = _state.get("service"), _state.get("settings")
     if service is None:
         return _error(503, "starting", "the service is still loading")
     started = time.perf_counter()
-    key, denied = await service._authorize(request.headers, endpoint, started, scope)
+    key, denied = await service._authorize(request.headers, endpoint, started, scope, cost)
     if denied is not None:
         status, body, headers = denied
         return JSONResponse(body, status_code=status, headers=headers)
@@ -120,11 +136,11 @@ async def change_consent(change: ConsentChange, request: Request):  # noqa: ANN2
         return asdict(set_consent(settings, change.lead_ids, change.purpose, change.granted, change.notice_version,
                                   change.channel, f"api_key:{key.key_id}", change.expires_at))
 
-    return await _run(request, "consent", "consent", work)
+    return await _run(request, "consent", "consent", work, len(change.lead_ids))
 
 
 @privacy_api.get("/consent/{lead_id}", tags=["privacy"])
-async def get_consent(lead_id: str, request: Request):  # noqa: ANN201
+async def get_consent(lead_id: PathLeadId, request: Request):  # noqa: ANN201
     """The lead's consent per purpose and every change to it (notice version, channel, who, when)."""
     def work(settings, _key):  # noqa: ANN001, ANN202
         from compliance.consent import consent_state
@@ -143,11 +159,11 @@ async def request_erasure(body: ErasureRequest, request: Request):  # noqa: ANN2
         done = erase(settings, body.lead_ids, f"api_key:{key.key_id}", "api")
         return {"receipt": done.receipt, "signature": done.signature, "seconds": done.seconds}
 
-    return await _run(request, "erasure", "privacy", work)
+    return await _run(request, "erasure", "privacy", work, len(body.lead_ids))
 
 
 @privacy_api.get("/privacy/export/{lead_id}", tags=["privacy"])
-async def export(lead_id: str, request: Request):  # noqa: ANN201
+async def export(lead_id: PathLeadId, request: Request):  # noqa: ANN201
     """Everything held about the lead, from every store (an access request, recorded and audited)."""
     def work(settings, key):  # noqa: ANN001, ANN202
         from compliance.export import export_lead

@@ -1,7 +1,9 @@
 """Request and response models of the scoring API (pydantic), with realistic examples for the OpenAPI page.
 
-Unknown fields are refused everywhere (`extra="forbid"`), so a typo in a CRM integration is a 400 naming the
-field, never a silently ignored value.
+Unknown fields are refused everywhere (`extra="forbid"`), so a typo in a CRM integration is a 422 naming the
+field, never a silently ignored value; and types are strict (`strict=True`): `"3"` is not an integer and `1` or
+`"yes"` is not a boolean. A lead sent twice in one /rank call is ranked once (copies that differ: a 409 naming
+both).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ EXAMPLE_LEAD = "7927b2df-8bba-4d29-b9a2-b6e0beafe620"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class LeadInput(_Strict):
@@ -36,7 +38,7 @@ class LeadInput(_Strict):
 class ScoreRequest(LeadInput):
     """POST /score: one lead, scored with its explanation."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": {
         "lead_id": EXAMPLE_LEAD, "features": {"time_on_website_s": 1480, "lead_source": "Google"},
         "messages": ["Can we do the site visit on Sunday? Please send the EMI details."]}})
     top_k: int = Field(3, ge=1, le=20, description="contributing features returned per side")
@@ -48,12 +50,14 @@ class ScoreRequest(LeadInput):
 class RankRequest(_Strict):
     """POST /rank: up to 10,000 leads scored in one call and returned best first."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={"example": {
         "leads": [{"lead_id": EXAMPLE_LEAD}, {"lead_id": "new-lead-1", "features": {"lead_origin": "Landing Page "
                                                                                      "Submission",
                                                                                      "total_visits": 4}}],
         "rerank": True}})
-    leads: list[LeadInput] = Field(min_length=1, max_length=MAX_RANK_LEADS, description="the leads to rank")
+    leads: list[LeadInput] = Field(min_length=1, max_length=MAX_RANK_LEADS,
+                                   description="the leads to rank: a lead sent more than once is ranked once (its "
+                                               "copies must be the same, else 409)")
     rerank: bool = Field(True, description="blend in the text-intent signal when a fitted re-ranker exists")
     limit: int | None = Field(None, ge=1, le=MAX_RANK_LEADS, description="return only the best N")
 
@@ -124,5 +128,5 @@ class RankResponse(BaseModel):
 
 
 class ReloadResponse(BaseModel):
-    model_version: str
+    model_version: str | None = Field(description="the version served now (null while none could be loaded)")
     changed: bool

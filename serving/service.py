@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import bentoml
 import prometheus_client  # noqa: F401 - before Feast, which would switch it to its own multiprocess directory
 
-from serving.middleware import ApiGuard
+from serving.middleware import ApiGuard, label_routes_only
 from serving.privacy_api import privacy_api
 from serving.schemas import RankRequest, RankResponse, ReloadResponse, ScoreRequest, ScoreResponse
 
@@ -43,7 +43,7 @@ class LeadScorer:
         from infra.config import Settings
 
         settings = Settings.load()
-        os.environ.update(settings.mlflow_env())
+        os.environ.update(settings.mlflow_env("serving"))  # the registry's read-only user
         import torch
 
         torch.set_num_threads(1)  # one model thread per worker: OpenMP spinning across workers costs more
@@ -54,14 +54,19 @@ class LeadScorer:
         from serving.engine import Engine
 
         self.engine = Engine(settings, workers=WORKERS)
+        from serving.tokens import TokenVerifier
+
+        self.tokens = TokenVerifier(settings)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="leadscore-model")
         # /score batches run on the event loop (no thread hand-off, no GIL contention with it: measured faster at
         # concurrency 8 and 32, docs/serving.md); LEADSCORE_SCORE_INLINE=0 moves them to the model thread
         inline = os.environ.get("LEADSCORE_SCORE_INLINE", "1") == "1"
         self.batcher = MicroBatcher(self._score_batch, None if inline else self.executor)
+        from serving import middleware
         from serving.privacy_api import attach
 
         attach(self, settings)
+        middleware.attach(self, settings.secret("metrics_token", create=True))
         if os.environ.get("LEADSCORE_FAST_HTTP", "1") == "1":
             from serving.middleware import serve_fast
 
@@ -82,8 +87,9 @@ class LeadScorer:
         return status, body, headers or {}
 
     async def _authorize(self, headers: Mapping[str, str], endpoint: str, started: float,  # noqa: ANN202
-                         scope: str = "score"):
-        """(ApiKey, None) when the key is valid, holds `scope` and is within its rate, else (None, the error reply)."""
+                         scope: str = "score", cost: int = 1):
+        """(ApiKey, None) when the key is valid, holds `scope` and is within its rate for a call of `cost` leads,
+        else (None, the error reply)."""
         from serving.db import Unavailable
 
         token = headers.get("x-api-key") or ""
@@ -94,7 +100,11 @@ class LeadScorer:
             return None, self._done(endpoint, 401, {"error": "missing API key", "reason": "send 'Authorization: "
                                     "Bearer <key>' (create one: leadscore serve keys create)"},
                                     started, {"WWW-Authenticate": "Bearer"})
+        from serving.tokens import looks_like_jwt
+
         known, key = self.engine.keys.cached(token)  # the usual case: no thread hop, no query
+        if not known and looks_like_jwt(token):  # a person's signed token (serving/tokens.py): no query at all
+            known, key = True, self.tokens.verify(token)
         if not known:
             try:
                 key = await asyncio.get_running_loop().run_in_executor(None, self.engine.keys.verify, token)
@@ -102,16 +112,17 @@ class LeadScorer:
                 return None, self._unavailable(endpoint, exc, started)
         if key is None:
             return None, self._done(endpoint, 401, {"error": "invalid API key",
-                                                    "reason": "unknown, malformed or revoked key"},
+                                                    "reason": "unknown, malformed, revoked or expired key or token"},
                                     started, {"WWW-Authenticate": "Bearer"})
         if not key.may(scope):
             return None, self._done(endpoint, 403, {"error": "forbidden", "reason": f"key {key.key_id} lacks the "
                                                     f"'{scope}' scope (leadscore serve keys create --scope {scope})"},
                                     started)
-        wait = self.engine.limiter.allow(key)
+        wait = self.engine.limiter.allow(key, cost)
         if wait > 0:
             return None, self._done(endpoint, 429, {"error": "rate limit exceeded", "reason":
-                                    f"key {key.key_id} allows {key.rate_per_s:g} requests/s"}, started,
+                                    f"key {key.key_id} allows {key.rate_per_s:g} leads/s (burst {key.burst})"},
+                                    started,
                                     {"Retry-After": str(max(1, round(wait)))})
         return key, None
 
@@ -152,11 +163,21 @@ class LeadScorer:
         from serving.features import FeatureError
 
         started = time.perf_counter()
-        key, denied = await self._authorize(headers, "rank", started)
+        # a lead sent twice is answered once, if its copies are the same; copies that differ are refused
+        first: dict[str, int] = {}
+        conflicts = [(f"leads[{i}].lead_id", f"{lead.lead_id!r} is also leads[{first[lead.lead_id]}] with other "
+                                             "features or messages: send each lead once per call")
+                     for i, lead in enumerate(request.leads)
+                     if first.setdefault(lead.lead_id, i) != i and lead != request.leads[first[lead.lead_id]]]
+        unique = [request.leads[i] for i in first.values()]
+        key, denied = await self._authorize(headers, "rank", started, cost=len(unique))
         if denied is not None:
             return denied
+        if conflicts:  # each copy is valid alone (no schema can say "unique by lead_id"): a conflict, not a 422
+            return self._done("rank", 409, {"error": "conflicting copies of a lead", "errors": [
+                {"field": f, "reason": r} for f, r in conflicts[:100]]}, started)
         request_id = new_request_id()  # one call, one request id for all its leads
-        items = [Item(lead.lead_id, lead.features, lead.messages, key, request_id) for lead in request.leads]
+        items = [Item(lead.lead_id, lead.features, lead.messages, key, request_id) for lead in unique]
         try:
             self.engine.check_inline(items, indexed=True)
             body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,
@@ -222,4 +243,5 @@ class LeadScorer:
         self.engine.close()
 
 
+label_routes_only()
 LeadScorer.add_asgi_middleware(ApiGuard, max_body=int(os.environ.get("LEADSCORE_SERVING_MAX_BODY", 16 * 1024 * 1024)))

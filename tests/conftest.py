@@ -34,7 +34,7 @@ def free_ports(n: int) -> list[int]:
 def stack_env(state_dir: Path, ports: list[int] | None = None) -> dict[str, str]:
     """Environment for a stack in `state_dir` on `ports` (fresh free ports by default)."""
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("LEADSCORE_") and k not in ("MLFLOW_TRACKING_URI", "KAFKA_BOOTSTRAP_SERVERS")}
+           if not k.startswith(("LEADSCORE_", "MLFLOW_TRACKING_")) and k != "KAFKA_BOOTSTRAP_SERVERS"}
     env["LEADSCORE_STATE_DIR"] = str(state_dir)
     for name, port in zip(SERVICES, ports or free_ports(len(SERVICES)), strict=True):
         env[f"LEADSCORE_{name.upper()}_PORT"] = str(port)
@@ -60,6 +60,9 @@ def private_stack(state_dir: Path, **extra: str) -> Iterator[dict[str, str]]:
     for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
         del os.environ[name]
     os.environ.update(env)
+    login = Settings.load(env).mlflow_login("trainer")
+    if login:  # in-process MLflow clients sign in as the stack's trainer (its subprocesses find their own)
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
     try:
         yield env
     finally:
@@ -85,7 +88,12 @@ def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 
 @pytest.fixture(scope="session")
 def settings(stack_env_vars: dict[str, str]) -> Settings:
-    return Settings.load(stack_env_vars)
+    """The session stack's settings; in-process MLflow clients of the tests sign in as its trainer user."""
+    loaded = Settings.load(stack_env_vars)
+    login = loaded.mlflow_login("trainer")
+    if login:
+        os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
+    return loaded
 
 
 SHARED_DATA = Path(os.environ.get("LEADSCORE_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -58,17 +58,21 @@ class LeadStreamApp(faust.App):
 def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s: float = 0.1) -> faust.App:
     """The stream app for these servers."""
     partitions = int(settings.env.get("LEADSCORE_STREAM_PARTITIONS", "6"))
+    (settings.state_dir / "streams").mkdir(parents=True, exist_ok=True)
     app = LeadStreamApp(
         # the consumer group (and the table's changelog topic) are named after the app id; tests that share a
         # broker give each worker set a group of its own (LEADSCORE_STREAM_GROUP), so no earlier group state is met
         settings.env.get("LEADSCORE_STREAM_GROUP", APP_ID), broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://", topic_partitions=partitions,
+        # Faust's folder (per app id) under the state directory, not the working directory
+        datadir=str(settings.state_dir / "streams" / "{conf.id}-data"),
         web_enabled=False, processing_guarantee="at_least_once", consumer_auto_offset_reset="earliest",
         broker_commit_every=batch_size, broker_commit_interval=1.0, producer_acks=-1,
         table_standby_replicas=0, topic_disable_leader=True,
         # a crashed worker's partitions move to the survivors after this long (Faust's default is 60 s)
         broker_session_timeout=float(settings.env.get("LEADSCORE_STREAM_SESSION_TIMEOUT", "10")),
         broker_heartbeat_interval=1.0,
+        broker_credentials=settings.faust_credentials(),  # KAFKA_SECURITY_PROTOCOL, SASL and TLS settings
     )
     source = app.topic(*SOURCE_TOPICS, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw", partitions=partitions)

@@ -12,10 +12,11 @@ def partitions(settings: Settings) -> int:
     return int(settings.env.get("LEADSCORE_STREAM_PARTITIONS", "6"))
 
 
-async def _ensure(bootstrap: str, names: list[str], count: int, retention_ms: int | None = None) -> list[str]:
+async def _ensure(bootstrap: str, names: list[str], count: int, retention_ms: int | None = None,
+                  security: dict | None = None) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -39,13 +40,13 @@ def ensure_topics(settings: Settings) -> list[str]:
     erased lead remain that long: its erasure receipt says until when); return the names created."""
     retention_ms = settings.privacy().topic_retention_days * 86_400_000
     return asyncio.run(_ensure(settings.kafka_bootstrap, [*SOURCE_TOPICS, TOPIC_DEADLETTER], partitions(settings),
-                               retention_ms))
+                               retention_ms, settings.kafka_options()))
 
 
-async def _retention_ms(bootstrap: str, names: list[str]) -> dict[str, int | None]:
+async def _retention_ms(bootstrap: str, names: list[str], security: dict | None = None) -> dict[str, int | None]:
     from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **(security or {}))
     await admin.start()
     try:
         found: dict[str, int | None] = dict.fromkeys(names)
@@ -61,4 +62,4 @@ async def _retention_ms(bootstrap: str, names: list[str]) -> dict[str, int | Non
 
 def topic_retention_ms(settings: Settings) -> dict[str, int | None]:
     """The source topics' retention.ms as the broker reports it (None where it does not say)."""
-    return asyncio.run(_retention_ms(settings.kafka_bootstrap, list(SOURCE_TOPICS)))
+    return asyncio.run(_retention_ms(settings.kafka_bootstrap, list(SOURCE_TOPICS), settings.kafka_options()))

@@ -144,6 +144,13 @@ def test_a_lead_without_scoring_consent_gets_403_and_an_audit_record(url: str, k
     ({"lead_id": "x", "top_k": 0}, 422, "top_k", "greater than or equal to 1"),
     ({"lead_id": "a b"}, 422, "lead_id", "pattern"),
     ({"lead_id": "x", "features": {"total_visits": "many"}}, 422, "features.total_visits", "expected a number"),
+    ({"lead_id": "x", "features": {"total_visits": True}}, 422, "features.total_visits", "got true"),
+    ({"lead_id": "x", "features": {"do_not_email": 1}}, 422, "features.do_not_email", "expected true or false"),
+    ({"lead_id": "x", "features": {"total_visits": 10**400}}, 422, "features.total_visits", "too large"),
+    ({"lead_id": "x", "top_k": "3"}, 422, "top_k", "valid integer"),
+    ({"leads": [{"lead_id": "x"}], "rerank": "yes"}, 422, "rerank", "valid boolean"),
+    ({"leads": [{"lead_id": "x"}, {"lead_id": "y"}, {"lead_id": "x", "features": {"total_visits": 2}}]}, 409,
+     "leads[2].lead_id", "leads[0]"),
     ({"lead_id": "x", "features": {"time_on_website_s": -1}}, 422, "features.time_on_website_s", "out of range"),
     ({"lead_id": "x", "features": {"shoe_size": 9}}, 422, "features.shoe_size", "unknown feature"),
     ({"leads": []}, 422, "leads", "at least 1"),
@@ -204,7 +211,8 @@ def test_every_score_lands_in_the_prediction_log_with_the_features_it_was_comput
     from pipelines.online import OnlineReader
 
     lead, ranked = leads[5], leads[6]
-    numeric = next(f for f in scorer.feature_names if f not in scorer.categorical_features)
+    numeric = "total_visits"  # a float feature of the spec (a yes/no feature would refuse 7.0: strict types)
+    assert numeric in scorer.feature_names and numeric not in scorer.categorical_features
     assert post(url, "/score", {"lead_id": lead, "features": {numeric: 7.0}}, keys["main"]).status_code == 200
     assert post(url, "/rank", {"leads": [{"lead_id": ranked}]}, keys["main"]).status_code == 200
     with psycopg.connect(settings.pg_dsn()) as conn:
@@ -228,12 +236,12 @@ def test_every_score_lands_in_the_prediction_log_with_the_features_it_was_comput
     assert all(rank_row[1][f] == stored[1][f] or stored[1][f] != stored[1][f] for f in scorer.feature_names)
 
 
-def test_health_readiness_metrics_and_openapi(url: str, keys, leads) -> None:  # noqa: ANN001
+def test_health_readiness_metrics_and_openapi(url: str, keys, leads, settings) -> None:  # noqa: ANN001
     assert post(url, "/score", {"lead_id": leads[0]}, keys["main"]).status_code == 200
     assert post(url, "/score", {"lead_id": "it-no-such-lead"}, keys["main"]).status_code == 404
     assert httpx.get(f"{url}/healthz").status_code == 200
     assert httpx.get(f"{url}/readyz").status_code == 200
-    text = httpx.get(f"{url}/metrics").text
+    text = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {settings.secret('metrics_token')}"}).text
     for name in ("leadscore_serving_request_seconds_bucket", "leadscore_serving_score_bucket",
                  "leadscore_serving_errors_total", "leadscore_serving_batch_rows"):
         assert name in text, name
