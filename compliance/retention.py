@@ -130,8 +130,10 @@ def retention(settings: Settings, now: datetime | None = None, dry_run: bool = F
         for notice_id, _lead, _at in back:
             conn.execute("UPDATE compliance.retention_notices SET status = 'cancelled', closed_at = %s WHERE "
                          "notice_id = %s", (now, notice_id))
-        for table, column in (("serving.prediction_log", "at"), ("compliance.audit_log", "at")):
-            conn.execute(f"DELETE FROM {table} WHERE {column} < %s", (cutoff,))
+        conn.execute("DELETE FROM serving.prediction_log WHERE at < %s", (cutoff,))
+        conn.execute("SET LOCAL ROLE leadscore_retention")  # the audit log is append-only for every other role
+        conn.execute("DELETE FROM compliance.audit_log WHERE at < %s", (cutoff,))
+        conn.execute("RESET ROLE")
         conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('retention', 'retention', %s)",
                      (json.dumps({"as_of": now.isoformat(), "noticed": len(due), "cancelled": len(back),
                                   "erasing": len(run.erased), "purged": run.purged}),))

@@ -32,6 +32,9 @@ PSEUDONYMISE = {
     "compliance.requests": "lead_id = NULL",
     "compliance.retention_notices": "lead_id = NULL",
 }
+# append-only tables (infra/migrations/0011_append_only.sql): only the erasure role may replace their lead_id
+APPEND_ONLY = ("compliance.audit_log", "compliance.consent_ledger")
+ERASURE_ROLE = "leadscore_erasure"
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema", "pg_toast")
 ROW_ARTIFACTS = ("holdout/test.parquet", "split/split.parquet")
 CHANGELOG_SUFFIX = "-lead_to_engagement-changelog"
@@ -66,8 +69,12 @@ class PostgresTables:
         done = {}
         for table in lead_tables(conn):
             if table in PSEUDONYMISE:
+                if table in APPEND_ONLY:  # history: changed only as the erasure role, and only its lead_id
+                    conn.execute(f"SET LOCAL ROLE {ERASURE_ROLE}")
                 conn.execute(f"UPDATE {_quoted(table)} t SET {PSEUDONYMISE[table]} FROM unnest(%s::text[], "
                              "%s::text[]) AS m(id, token) WHERE t.lead_id = m.id", (list(lead_ids), list(tokens)))
+                if table in APPEND_ONLY:
+                    conn.execute("RESET ROLE")
                 done[f"postgres:{table}"] = "pseudonymised"
             else:
                 conn.execute(f"DELETE FROM {_quoted(table)} WHERE lead_id = ANY(%s)", (list(lead_ids),))

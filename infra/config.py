@@ -21,6 +21,9 @@ _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 # the registry's users (MLflow basic auth, infra/servers.py): passwords in secrets/mlflow_<role>.password
 MLFLOW_USERS = {"admin": "admin", "trainer": "leadscore-trainer", "serving": "leadscore-serving"}
+# Redis ACL users besides `default` (infra/servers.py): passwords in secrets/redis_<role>.password
+REDIS_USERS = {"serving": "leadscore-serving", "admin": "leadscore-admin"}
+FEAST_PROJECT = "leadscore"  # feature_repo/feature_store.yaml: every online key ends with it
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 DEFAULT_PORTS = {"postgres": 15432, "redis": 16379, "kafka": 19092, "mlflow": 15000, "serving": 13000,
@@ -165,8 +168,12 @@ class Settings:
     def mlflow_backend_uri(self) -> str:
         return self.sqlalchemy_url(self.mlflow_db)
 
-    def redis_url(self) -> str:
-        return f"redis://:{quote(self.secret('redis'), safe='')}@{self.redis_host}:{self.redis_port}/0"
+    def redis_url(self, user: str | None = None) -> str:
+        """The online store's URL as the pipelines' `default` user, or as `serving` (read-only) or `admin`."""
+        if user is None:
+            return f"redis://:{quote(self.secret('redis'), safe='')}@{self.redis_host}:{self.redis_port}/0"
+        password = quote(self.secret(f"redis_{user}"), safe="")
+        return f"redis://{REDIS_USERS[user]}:{password}@{self.redis_host}:{self.redis_port}/0"
 
     @property
     def evidently_url(self) -> str:

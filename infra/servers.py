@@ -16,7 +16,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from infra.config import Settings
+from infra.config import FEAST_PROJECT, REDIS_USERS, Settings
 from infra.process import (
     RunAs,
     ServiceError,
@@ -129,7 +129,13 @@ class Server:
 
 
 class Redis(Server):
-    """Redis 7 from Debian's package, AOF persistence, password from the state directory."""
+    """Redis 7 from Debian's package, AOF persistence, ACL users with passwords from the state directory:
+
+    - `default` (the pipelines: materialization, streams, erasure, dataset drop): every command but the
+      dangerous ones (CONFIG, FLUSHALL, KEYS, DEBUG, SHUTDOWN, ACL, MONITOR, ...), BGREWRITEAOF kept for erasure;
+    - `leadscore-serving` (the scoring service): read-only, on the feature store's keys only (`*<project>`);
+    - `leadscore-admin` (people): everything.
+    """
 
     name = "redis"
     expect = "redis-server"
@@ -151,20 +157,36 @@ class Redis(Server):
             if done.returncode != 0:
                 raise ServiceError(f"redis: apt-get could not install redis-server: {done.stderr.strip()[-200:]}")
 
+    @property
+    def run_as(self) -> RunAs | None:
+        from infra.unprivileged import service_user
+
+        return service_user(self.settings)  # not root when we are (infra/unprivileged.py)
+
     def prepare(self) -> None:
-        super().prepare()
-        conf = self.home / "redis.conf"
+        from infra.unprivileged import private_home
+
+        user = self.run_as
+        home = private_home(self.settings, self.name, user)
+        conf = home / "redis.conf"
+        secret = self.settings.secret
         text = "\n".join([
-            f"bind {self.settings.host}", f"port {self.port}", "protected-mode yes", f'dir "{self.home}"',
+            f"bind {self.settings.host}", f"port {self.port}", "protected-mode yes", f'dir "{home}"',
             "appendonly yes", "appendfsync everysec", "daemonize no", 'logfile ""',
-            f"requirepass {self.settings.secret('redis', create=True)}", "",
+            f"user default on >{secret('redis', create=True)} ~* &* +@all -@dangerous +bgrewriteaof",
+            f"user {REDIS_USERS['serving']} on >{secret('redis_serving', create=True)} resetchannels -@all "
+            f"+@read +@connection +ping -@dangerous %R~*{FEAST_PROJECT}",
+            f"user {REDIS_USERS['admin']} on >{secret('redis_admin', create=True)} ~* &* +@all", "",
         ])
         fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
+        if user is not None:
+            os.chown(conf, user.uid, user.gid)
 
     def launch(self) -> int:
-        return spawn([self.binary(), str(self.home / "redis.conf")], self.log, self.pidfile)
+        return spawn([self.binary(), str(self.home.resolve() / "redis.conf")], self.log, self.pidfile,
+                     run_as=self.run_as)
 
     def healthy(self) -> bool:
         import redis
@@ -188,10 +210,31 @@ class Broker(Server):
             path.chmod(0o755)
         return path
 
+    @property
+    def run_as(self) -> RunAs | None:
+        from infra.unprivileged import service_user
+
+        return service_user(self.settings)
+
+    def prepare(self) -> None:
+        from infra.unprivileged import private_home
+
+        user = self.run_as
+        data = self.home / "data"
+        if user is None:
+            data.mkdir(parents=True, exist_ok=True)
+            return
+        home = private_home(self.settings, self.name, user)
+        (home / "data").mkdir(mode=0o700, exist_ok=True)
+        os.chown(home / "data", user.uid, user.gid)
+
     def launch(self) -> int:
-        (self.home / "data").mkdir(parents=True, exist_ok=True)
-        return spawn([str(self.binary()), "start", "--only", "kafka", "--kafka-port", str(self.port),
-               "--host", self.settings.host, "--data-dir", str(self.home / "data")], self.log, self.pidfile)
+        from infra.unprivileged import reachable_binary
+
+        binary = reachable_binary(self.binary(), self.run_as, "noida-db")
+        return spawn([str(binary), "start", "--only", "kafka", "--kafka-port", str(self.port),
+                      "--host", self.settings.host, "--data-dir", str(self.home.resolve() / "data")], self.log,
+                     self.pidfile, run_as=self.run_as)
 
     def healthy(self) -> bool:
         return kafka_metadata_brokers(self.settings.host, self.port) >= 1

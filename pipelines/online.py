@@ -48,6 +48,7 @@ class OnlineReader:
         service = store.get_feature_service(service_name)
         odfvs = {o.name: o for o in store.list_on_demand_feature_views()}
         self.columns: list[str] = []
+        self.kinds: dict[str, str] = {}  # feature -> Feast's type name (BOOL, INT64, FLOAT64, STRING, ...)
         self.fields: list[bytes] = []
         self.odfvs = []
         join_keys = set()
@@ -59,6 +60,7 @@ class OnlineReader:
             join_keys |= {e.name for e in fv.entity_columns}
             for feature in projection.features:
                 self.columns.append(feature.name)
+                self.kinds[feature.name] = getattr(feature.dtype, "name", str(feature.dtype)).upper()
                 self.fields.append(field_key(fv.name, feature.name))
         if len(join_keys) != 1:
             raise ValueError(f"feature service {service_name} mixes join keys {sorted(join_keys)}: "

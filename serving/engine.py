@@ -104,7 +104,8 @@ class Engine:
         online = OnlineFeatures(self.settings, self.store, model.feature_service,
                                 _env_float(self.settings, "LEADSCORE_REDIS_TIMEOUT_S", 0.5))
         rules = FeatureRules.for_model(model.features, model.scorer.categorical_features, model.feature_service,
-                                      dates=getattr(model.scorer.schema, "dates", ()))
+                                      dates=getattr(model.scorer.schema, "dates", ()),
+                                      stored_kinds=online.reader.kinds)
         # one lead with every feature missing, before the swap: path tables built, the leaf walk compiled, so the
         # first request does not pay for them (and a model that cannot score keeps the old one serving)
         model.score([dict.fromkeys(model.features)], explain="path")

@@ -17,6 +17,7 @@ from infra.config import REPO_ROOT, Settings
 
 MAX_INT = 2**53  # integers beyond this are not exact as floats (and 10**400 cannot be one at all)
 MAX_TEXT = 200  # characters of a text (categorical) feature value
+FEAST_KINDS = {"BOOL": "bool", "INT32": "int", "INT64": "int", "FLOAT32": "float", "FLOAT64": "float"}
 
 
 class FeatureError(ValueError):
@@ -40,8 +41,12 @@ class FeatureRules:
 
     @classmethod
     def for_model(cls, features: Sequence[str], categorical: Sequence[str], feature_service: str,
-                  dates: Sequence[str] = ()) -> FeatureRules:
+                  dates: Sequence[str] = (), stored_kinds: dict[str, str] | None = None) -> FeatureRules:
+        """`stored_kinds`: Feast's type of each stored feature (the online reader's), which a spec may refine."""
         rules = cls(numeric=set(features) - set(categorical) - set(dates), text=set(categorical), dates=set(dates))
+        for name, kind in (stored_kinds or {}).items():
+            if name in rules.numeric and kind in FEAST_KINDS:
+                rules.kinds[name] = FEAST_KINDS[kind]
         spec = _spec_for(feature_service)
         if spec is not None:
             for f in spec.features:
@@ -133,7 +138,8 @@ class OnlineFeatures:
         from pipelines.online import OnlineReader
 
         self.reader = OnlineReader(store, feature_service)
-        self.reader.client = redis.Redis.from_url(settings.redis_url(), socket_timeout=timeout_s,
+        # the read-only ACL user, on feature keys only (infra/servers.py)
+        self.reader.client = redis.Redis.from_url(settings.redis_url("serving"), socket_timeout=timeout_s,
                                                   socket_connect_timeout=timeout_s, retry_on_timeout=False)
         self.feature_service = feature_service
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import uuid
@@ -55,6 +56,18 @@ def test_every_server_listens_on_loopback_only(settings: Settings) -> None:
         assert {ip for ip, _ in listening} == {"127.0.0.1"}, (server.name, listening)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="servers run as the invoking user when it is not root")
+def test_run_as_root_the_data_servers_run_as_unprivileged_users(settings: Settings) -> None:
+    users = {s.name: psutil.Process(s.pid()).username() for s in servers(settings)}
+    for name in ("postgres", "redis", "kafka"):
+        assert users[name] == settings.service_user, users
+    assert users["prometheus"] == "prometheus", users
+    for name in ("redis", "kafka"):  # their folders are theirs alone, outside the root-only state directory
+        home = (settings.state_dir / name).resolve()
+        assert home.owner() == settings.service_user and home.stat().st_mode & 0o777 == 0o700, name
+    assert settings.state_dir.stat().st_mode & 0o777 == 0o700
+
+
 def test_secrets_live_in_the_state_dir_with_mode_0600(settings: Settings) -> None:
     for name in ("pg", "redis"):
         path = settings.secrets_dir / f"{name}.password"
@@ -63,8 +76,10 @@ def test_secrets_live_in_the_state_dir_with_mode_0600(settings: Settings) -> Non
 
 
 def test_logs_command_prints_a_servers_log(stack_env_vars: dict[str, str]) -> None:
-    done = leadscore(["infra", "logs", "postgres", "-n", "20"], stack_env_vars)
+    done = leadscore(["infra", "logs", "postgres", "-n", "1000000"], stack_env_vars)
     assert done.returncode == 0 and "database system is ready to accept connections" in done.stdout
+    last = leadscore(["infra", "logs", "postgres", "-n", "3"], stack_env_vars)  # the end of the same log
+    assert last.returncode == 0 and last.stdout.splitlines() == done.stdout.splitlines()[-3:]
     unknown = leadscore(["infra", "logs", "nosuch"], stack_env_vars)
     assert unknown.returncode == 1 and "unknown service 'nosuch'" in unknown.stderr
 

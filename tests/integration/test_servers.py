@@ -50,10 +50,36 @@ def test_redis_set_get_with_password_and_refuses_without(settings: Settings) -> 
     key = f"test:{uuid.uuid4()}"
     client.set(key, "hello", ex=60)
     assert client.get(key) == b"hello"
-    assert client.config_get("appendonly")["appendonly"] == "yes"
+    with pytest.raises(redis.exceptions.NoPermissionError):  # the pipelines' user: no CONFIG, FLUSHALL, KEYS
+        client.config_get("appendonly")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        client.flushall()
+    admin = redis.Redis.from_url(settings.redis_url("admin"))
+    assert admin.config_get("appendonly")["appendonly"] == "yes"
     anonymous = redis.Redis(host=settings.redis_host, port=settings.redis_port)
     with pytest.raises(redis.AuthenticationError):
         anonymous.get(key)
+
+
+def test_the_scoring_services_redis_user_only_reads_feature_keys(settings: Settings) -> None:
+    import redis
+
+    from pipelines.redis_codec import EntityKeyCodec
+
+    feature_key = EntityKeyCodec("lead_id", "leadscore").key(f"it-acl-{uuid.uuid4()}")
+    writer = redis.Redis.from_url(settings.redis_url())
+    writer.hset(feature_key, mapping={"f": "1"})
+    writer.set("it-acl-other", "x", ex=60)
+    serving = redis.Redis.from_url(settings.redis_url("serving"))
+    try:
+        assert serving.hmget(feature_key, ["f"]) == [b"1"] and serving.ping()
+        for denied in (lambda: serving.hset(feature_key, "f", "2"), lambda: serving.delete(feature_key),
+                       lambda: serving.get("it-acl-other"), lambda: serving.config_get("*"),
+                       lambda: serving.keys("*"), lambda: serving.flushall()):
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                denied()
+    finally:
+        writer.delete(feature_key, "it-acl-other")
 
 
 def test_broker_produces_and_consumes_with_aiokafka(settings: Settings) -> None:

@@ -1,0 +1,48 @@
+-- Security (step 9): the audit log and the consent ledger are append-only for every role but two jobs'.
+-- The erasure job (compliance/erase.py) may replace a row's lead_id by the lead's token (or NULL) and change
+-- nothing else; the retention job (compliance/retention.py) may delete audit rows past their keeping period.
+-- Both switch to their role for that one statement (SET LOCAL ROLE), so a bug or a stolen application login
+-- elsewhere cannot rewrite history. TRUNCATE is refused for everyone.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'leadscore_erasure') THEN
+        CREATE ROLE leadscore_erasure NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'leadscore_retention') THEN
+        CREATE ROLE leadscore_retention NOLOGIN;
+    END IF;
+END $$;
+
+GRANT leadscore_erasure, leadscore_retention TO CURRENT_USER;
+GRANT USAGE ON SCHEMA compliance TO leadscore_erasure, leadscore_retention;
+GRANT SELECT, UPDATE (lead_id) ON compliance.audit_log, compliance.consent_ledger TO leadscore_erasure;
+GRANT SELECT, DELETE ON compliance.audit_log TO leadscore_retention;
+
+CREATE OR REPLACE FUNCTION compliance.keep_history() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND current_user = 'leadscore_erasure' THEN
+        IF (to_jsonb(NEW) - 'lead_id') = (to_jsonb(OLD) - 'lead_id') THEN
+            RETURN NEW;
+        END IF;
+    ELSIF TG_OP = 'DELETE' AND current_user = 'leadscore_retention' AND TG_TABLE_NAME = 'audit_log' THEN
+        RETURN OLD;
+    END IF;
+    RAISE EXCEPTION 'compliance.% is append-only: % refused for role %', TG_TABLE_NAME, TG_OP, current_user
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = 'only the erasure job (replacing lead_id) and the retention job (purging old audit rows) '
+                     'may change it';
+END $$;
+
+DROP TRIGGER IF EXISTS audit_log_append_only ON compliance.audit_log;
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON compliance.audit_log
+    FOR EACH ROW EXECUTE FUNCTION compliance.keep_history();
+DROP TRIGGER IF EXISTS audit_log_no_truncate ON compliance.audit_log;
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON compliance.audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION compliance.keep_history();
+DROP TRIGGER IF EXISTS consent_ledger_append_only ON compliance.consent_ledger;
+CREATE TRIGGER consent_ledger_append_only BEFORE UPDATE OR DELETE ON compliance.consent_ledger
+    FOR EACH ROW EXECUTE FUNCTION compliance.keep_history();
+DROP TRIGGER IF EXISTS consent_ledger_no_truncate ON compliance.consent_ledger;
+CREATE TRIGGER consent_ledger_no_truncate BEFORE TRUNCATE ON compliance.consent_ledger
+    FOR EACH STATEMENT EXECUTE FUNCTION compliance.keep_history();
