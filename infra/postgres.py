@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 from infra.process import RunAs, ServiceError, run, spawn
@@ -39,18 +38,9 @@ class Postgres(Server):
 
     @property
     def run_as(self) -> RunAs | None:
-        if os.geteuid() != 0:
-            return None
-        name = self.settings.service_user
-        try:
-            return RunAs.lookup(name)
-        except KeyError:
-            created = subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-                                      "--shell", "/usr/sbin/nologin", name], capture_output=True, text=True)
-            if created.returncode != 0:
-                raise ServiceError(f"postgres: cannot create system user {name!r} to run PostgreSQL as non-root: "
-                                   f"{created.stderr.strip()}") from None
-            return RunAs.lookup(name)
+        from infra.unprivileged import service_user
+
+        return service_user(self.settings)
 
     def _can_reach(self, path: Path, user: RunAs | None, flag: str = "-x") -> bool:
         return user is None or run(["test", flag, str(path)], run_as=user).returncode == 0

@@ -120,10 +120,11 @@ class ApiGuard:
             return await own_get(_state, path, headers, send, head=method == "HEAD")
         if path == "/admin/reload" and method == "POST" and "service" in _state:
             return await self._reload(_state["service"], scope, receive, send)
-        if path not in API_PATHS:  # /consent, /privacy/* (FastAPI shapes their errors) and BentoML's
-            return await self.app(scope, receive, send)
         service = _state.get("service") if _state.get("fast") and method == "POST" and path in FAST_PATHS else None
-        if service is not None or length is None:  # read it all (bounded)
+        chunked = length is None and method in ("POST", "PUT", "PATCH")  # no Content-Length to refuse early
+        if path not in API_PATHS and not chunked:  # /consent, /privacy/* (FastAPI shapes their errors), BentoML's
+            return await self.app(scope, receive, send)
+        if service is not None or length is None:  # read it all (bounded), on every path
             body, more = b"", True
             while more:
                 message = await receive()
@@ -143,6 +144,9 @@ class ApiGuard:
                     return {"type": "http.disconnect"}
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
+
+            if path not in API_PATHS:
+                return await self.app(scope, receive, send)
 
         start: dict = {}
 

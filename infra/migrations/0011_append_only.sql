@@ -34,15 +34,16 @@ BEGIN
                      'may change it';
 END $$;
 
-DROP TRIGGER IF EXISTS audit_log_append_only ON compliance.audit_log;
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON compliance.audit_log
-    FOR EACH ROW EXECUTE FUNCTION compliance.keep_history();
-DROP TRIGGER IF EXISTS audit_log_no_truncate ON compliance.audit_log;
-CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON compliance.audit_log
-    FOR EACH STATEMENT EXECUTE FUNCTION compliance.keep_history();
-DROP TRIGGER IF EXISTS consent_ledger_append_only ON compliance.consent_ledger;
-CREATE TRIGGER consent_ledger_append_only BEFORE UPDATE OR DELETE ON compliance.consent_ledger
-    FOR EACH ROW EXECUTE FUNCTION compliance.keep_history();
-DROP TRIGGER IF EXISTS consent_ledger_no_truncate ON compliance.consent_ledger;
-CREATE TRIGGER consent_ledger_no_truncate BEFORE TRUNCATE ON compliance.consent_ledger
-    FOR EACH STATEMENT EXECUTE FUNCTION compliance.keep_history();
+DO $$
+DECLARE
+    tbl text;
+BEGIN
+    FOREACH tbl IN ARRAY ARRAY['audit_log', 'consent_ledger'] LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON compliance.%I', tbl || '_append_only', tbl);
+        EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OR DELETE ON compliance.%I FOR EACH ROW '
+                       'EXECUTE FUNCTION compliance.keep_history()', tbl || '_append_only', tbl);
+        EXECUTE format('DROP TRIGGER IF EXISTS %I ON compliance.%I', tbl || '_no_truncate', tbl);
+        EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON compliance.%I FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION compliance.keep_history()', tbl || '_no_truncate', tbl);
+    END LOOP;
+END $$;

@@ -130,3 +130,22 @@ def test_a_persons_signed_token_is_taken_beside_keys_within_its_role(service, se
     assert denied.status_code == 403 and "'score' scope" in denied.json()["reason"]
     head, body, sig = broker.split(".")
     assert post(service["url"], "/score", {"lead_id": lead}, f"{head}.{body}.{sig[:-3]}abc").status_code == 401
+
+
+def test_a_chunked_body_without_length_is_bounded_on_every_route(service) -> None:  # noqa: ANN001
+    """No Content-Length to refuse early: the guard counts what arrives, on the privacy routes too."""
+    auth = {"Authorization": f"Bearer {service['keys']['fuzz']}", "Content-Type": "application/json"}
+
+    def chunks(total: int):  # noqa: ANN202 - a generator: httpx sends it chunked
+        yield b'{"lead_ids": ["'
+        for _ in range(total // 65536):
+            yield b"x" * 65536
+        yield b'"], "purpose": "scoring", "granted": false}'
+
+    for path in ("/consent", "/privacy/erasure", "/rank"):
+        r = httpx.post(f"{service['url']}{path}", content=chunks(3_000_000), headers=auth, timeout=60)
+        assert r.status_code == 413 and "limit" in r.json()["errors"][0]["reason"], (path, r.text[:300])
+    small = httpx.post(f"{service['url']}/consent", content=iter([b'{"lead_ids": ["it-edges-chunked"], ',
+                                                                b'"purpose": "scoring", "granted": true}']),
+                       headers=auth, timeout=60)
+    assert small.status_code == 403 and "'consent' scope" in small.json()["reason"]  # read whole, then the key
