@@ -53,8 +53,23 @@ def test_a_worker_and_our_producer_over_sasl_plaintext_land_events_in_the_store(
         assert wait_for(lambda: _matches(expected, _offline_latest(settings, LEADS)), 90), _log(sasl_env)
         log = (Path(sasl_env["LEADSCORE_STATE_DIR"]) / "stream-worker.log").read_text(errors="replace")
         assert "Authenticated as leadscore-streams via PLAIN" in log, _log(sasl_env)  # aiokafka's own line
+        # and Prometheus (infra up's, scraping every second here) finds the worker and reads what it counted
+        query = f'sum(leadscore_stream_events_in_total{{job="leadscore-streams",worker="{worker.pid}"}})'
+        assert wait_for(lambda: _prometheus_value(settings, query) >= len(raw), 60), _prometheus_value(settings,
+                                                                                                      query)
     finally:
         stop_worker(worker)
+
+
+def _prometheus_value(settings: Settings, query: str) -> float:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    url = f"{settings.prometheus_url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - the stack's own Prometheus
+        result = json.loads(resp.read())["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
 
 
 @pytest.mark.parametrize(("extra", "line"), [
