@@ -271,12 +271,22 @@ class MLflowServer(Server):
     expect = "mlflow"
     start_timeout = 90.0  # the first start creates MLflow's tables
 
-    def auth_config(self) -> Path:
+    @property
+    def run_as(self) -> RunAs | None:
+        """As root, the service user, if it can run the venv's Python (else as we are, said in the log)."""
+        from infra.unprivileged import reaches, service_user
+
+        user = service_user(self.settings)
+        if user is not None and not reaches(Path(sys.executable), user):
+            return None  # e.g. a pyenv interpreter under /root: launch() says so in the log
+        return user
+
+    def auth_config(self, home: Path) -> Path:
         """MLflow's basic-auth ini (0600): users and permissions in a SQLite file beside it; READ by default, so
         every signed-in user reads and only a run's or model's creator (or admin) changes it."""
-        path = self.home / "basic_auth.ini"
+        path = home / "basic_auth.ini"
         path.write_text("[mlflow]\ndefault_permission = READ\n"
-                        f"database_uri = sqlite:///{self.home.resolve() / 'auth.db'}\nadmin_username = admin\n"
+                        f"database_uri = sqlite:///{home / 'auth.db'}\nadmin_username = admin\n"
                         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
                         # a verified login is cached 30 s: without it each request pays a scrypt hash (training
                         # logs hundreds of requests); a changed password takes effect within that time
@@ -285,8 +295,20 @@ class MLflowServer(Server):
         return path
 
     def launch(self) -> int:
-        artifacts = self.home / "artifacts"
-        artifacts.mkdir(parents=True, exist_ok=True)
+        from infra.unprivileged import private_home
+
+        user = self.run_as
+        if user is None and os.geteuid() == 0:
+            with open(self.log, "a") as out:
+                out.write(f"leadscore: {sys.executable} is not reachable by the service user "
+                          f"{self.settings.service_user}: MLflow runs as root\n")
+        home = private_home(self.settings, self.name, user)  # artifacts and the auth files: the server's own
+        artifacts = home / "artifacts"
+        artifacts.mkdir(exist_ok=True)
+        auth = self.auth_config(home)
+        if user is not None:
+            for path in (artifacts, auth):
+                os.chown(path, user.uid, user.gid)
         workers = self.settings.env.get("LEADSCORE_MLFLOW_WORKERS", "1")
         # the backend URI carries the database password: pass it in the environment, not on the command line
         env = {**os.environ, **self.settings.mlflow_env(), "MLFLOW_BACKEND_STORE_URI": self.settings.mlflow_backend_uri,
@@ -294,14 +316,15 @@ class MLflowServer(Server):
                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": self.settings.env.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
                                                                            "false"),
                # MLflow's own authentication: no request without a login (401), alias moves only by their owner
-               "MLFLOW_AUTH_CONFIG_PATH": str(self.auth_config()),
+               "MLFLOW_AUTH_CONFIG_PATH": str(auth),
                "MLFLOW_AUTH_ADMIN_PASSWORD": self.settings.secret("mlflow_admin", create=True),
-               "MLFLOW_FLASK_SERVER_SECRET_KEY": self.settings.secret("mlflow_flask", create=True)}
+               "MLFLOW_FLASK_SERVER_SECRET_KEY": self.settings.secret("mlflow_flask", create=True),
+               "HOME": str(home)}  # its caches in its own folder, not root's
         for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             env.pop(name, None)
         return spawn([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host",
                       self.settings.host, "--port", str(self.port), "--workers", workers, "--artifacts-destination",
-                      str(artifacts)], self.log, self.pidfile, env=env)
+                      str(artifacts)], self.log, self.pidfile, env=env, run_as=user, cwd=home)
 
     def ensure_users(self) -> list[str]:
         """Create the trainer and serving users (passwords generated into the secrets) if missing; the new ones."""
