@@ -11,10 +11,11 @@ from dataclasses import dataclass
 
 from infra.config import Settings
 from infra.migrate import apply_migrations
+from infra.mlflow_server import MLflowServer
 from infra.monitor_servers import EvidentlyUI, Prometheus
 from infra.postgres import Postgres
 from infra.process import ServiceError, ensure_port_free, pid_alive, wait_until
-from infra.servers import Broker, MLflowServer, Redis, Server, ServingServer, answers
+from infra.servers import Broker, Redis, Server, ServingServer, answers
 
 
 def servers(settings: Settings) -> list[Server]:
