@@ -147,7 +147,7 @@ def main() -> None:
     leads = stored_leads(settings, candidates)[:2000]  # every request scores a lead: no cheap 404s in the figures
     if len(leads) < 1000:
         raise SystemExit(f"only {len(leads)} consenting leads are in the online store: run `leadscore demo` first")
-    key = args.key or create_key(settings, "bench", rate_per_s=1e9, burst=10**9)[0]
+    key = args.key or create_key(settings, "default", rate_per_s=1e9, burst=10**9)[0]
     proc = None
     if args.url:
         host, port = args.url.split("//")[1].split(":")

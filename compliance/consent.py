@@ -129,15 +129,20 @@ def queue_erasures(settings: Settings, lead_ids: list[str], tokens: list[str]) -
     return queued
 
 
-def consent_state(settings: Settings, lead_id: str) -> dict:
-    """The lead's current consent per purpose and its ledger history (what GET /consent/{lead_id} answers)."""
+def consent_state(settings: Settings, lead_id: str, tenant: str | None = None) -> dict:
+    """The lead's current consent per purpose and its ledger history (what GET /consent/{lead_id} answers). With
+    `tenant` (the API's caller) it is read under row-level security: that tenant's rows only."""
+    import contextlib
+
     import psycopg
 
+    from compliance.tenants import tenant_reads
     from compliance.tokens import Tokenizer
 
     (lead_id,) = check_ids([lead_id])
     token = Tokenizer(settings)(lead_id)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn()) as conn, \
+            (tenant_reads(conn, tenant) if tenant is not None else contextlib.nullcontext()):
         current = conn.execute(
             "SELECT purpose, granted AND (expires_at IS NULL OR expires_at > now()), granted, source, recorded_at, "
             "expires_at FROM compliance.consent WHERE lead_id = %s ORDER BY purpose", (lead_id,)).fetchall()

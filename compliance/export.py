@@ -32,27 +32,34 @@ def _plain(value: Any) -> Any:  # noqa: ANN401 - any database value
     return value
 
 
-def export_lead(settings: Settings, lead_id: str, requested_by: str, channel: str = "cli") -> dict:
-    """The person's data from every store, and the access request recorded."""
+def export_lead(settings: Settings, lead_id: str, requested_by: str, channel: str = "cli",
+                tenant: str | None = None) -> dict:
+    """The person's data from every store, and the access request recorded. With `tenant` (the API's caller) the
+    stores are read under row-level security: that tenant's rows only."""
+    import contextlib
+
     import psycopg
 
     from compliance.consent import consent_state
     from compliance.erase import check_ids
     from compliance.requests import close_request, open_request
     from compliance.stores import RedisOnline, lead_tables
+    from compliance.tenants import tenant_reads
     from compliance.tokens import Tokenizer
 
     (lead_id,) = check_ids([lead_id])
     token = Tokenizer(settings)(lead_id)
     stores: dict[str, list[dict]] = {}
     with psycopg.connect(settings.pg_dsn()) as conn:
-        for table in lead_tables(conn):
-            schema, name = table.split(".", 1)
-            cur = conn.execute(f'SELECT * FROM "{schema}"."{name}" WHERE lead_id = %s', (lead_id,))
-            names = [d.name for d in cur.description]
-            rows = [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
-            if rows:
-                stores[table] = rows
+        tables = lead_tables(conn)
+        with tenant_reads(conn, tenant) if tenant is not None else contextlib.nullcontext():
+            for table in tables:
+                schema, name = table.split(".", 1)
+                cur = conn.execute(f'SELECT * FROM "{schema}"."{name}" WHERE lead_id = %s', (lead_id,))
+                names = [d.name for d in cur.description]
+                rows = [{k: _plain(v) for k, v in zip(names, row, strict=True)} for row in cur.fetchall()]
+                if rows:
+                    stores[table] = rows
         scores = [dict(zip(["at", "endpoint", "tenant", "broker", "key_id", "model_name", "model_version",
                             "feature_service", "score", "tier"], map(_plain, row), strict=True))
                   for row in conn.execute(SCORES, (lead_id,)).fetchall()]
@@ -72,7 +79,7 @@ def export_lead(settings: Settings, lead_id: str, requested_by: str, channel: st
     held = bool(stores or in_online or models)
     export = {
         "lead_id": lead_id, "exported_at": datetime.now().astimezone().isoformat(), "held": held,
-        "consent": consent_state(settings, lead_id),
+        "consent": consent_state(settings, lead_id, tenant),
         "scores": scores,
         "shared_with": list(shared.values()),
         "models_trained_on_it": models,

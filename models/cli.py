@@ -67,6 +67,9 @@ def train_command(
     max_null_rate: Annotated[float, typer.Option(help="data check: most missing share allowed per feature")] = 0.95,
     min_positive: Annotated[float, typer.Option(help="data check: least share of converted leads")] = 0.005,
     max_positive: Annotated[float, typer.Option(help="data check: most share of converted leads")] = 0.995,
+    tenant: Annotated[str | None, typer.Option(help="train on this tenant's leads only")] = None,
+    all_tenants: Annotated[bool, typer.Option("--all-tenants", help="train on the leads of every tenant in the set "
+                                              "(needed when it holds several)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Train the calibrated ensemble on a feature service, track it in MLflow, register it as @challenger."""
@@ -87,8 +90,13 @@ def train_command(
                          split=split_spec, progress=progress,
                          increasing=tuple(f.strip() for f in increasing.split(",") if f.strip()))
     suite = SuiteOptions(max_null_rate=max_null_rate, min_positive=min_positive, max_positive=max_positive)
-    out = train(_settings(), feature_service, options, dataset, model_name, suite, say=typer.echo,
-                refit_all=refit_all)
+    from compliance.tenants import TenantError
+
+    try:
+        out = train(_settings(), feature_service, options, dataset, model_name, suite, say=typer.echo,
+                    refit_all=refit_all, tenant=tenant, all_tenants=all_tenants)
+    except TenantError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tenant/--all-tenants") from None
     shown = out.estimate or out.result
     for name, m in shown.test_metrics.items():
         typer.echo(f"  {name:9s} test ROC AUC {m['roc_auc']:.4f}  PR AUC {m['pr_auc']:.4f}  log loss "

@@ -69,24 +69,30 @@ def validate_or_stop(frame: pd.DataFrame, report_path: Path, dataset: str | None
 
 def train(settings: Settings, feature_service: str, options: FitOptions | None = None, dataset: str | None = None,
           model_name: str | None = None, suite: SuiteOptions | None = None,
-          say: Callable[[str], None] = print, refit_all: bool = False) -> TrainOutcome:
-    """Build the feature service's point-in-time training set from Feast and train on it (see train_frame)."""
+          say: Callable[[str], None] = print, refit_all: bool = False, tenant: str | None = None,
+          all_tenants: bool = False) -> TrainOutcome:
+    """Build the feature service's point-in-time training set from Feast and train on it (see train_frame): one
+    tenant's leads (`tenant`) or, as an explicit choice, every tenant's (`all_tenants`; compliance/tenants.py)."""
+    from compliance.tenants import choose_tenants
     from pipelines.training_data import build_training_set
 
     t0 = time.monotonic()
     with captured_library_output(settings.state_dir / "logs" / "train-load.log"):
         frame = build_training_set(settings, feature_service, dataset)
+    frame, tenants = choose_tenants(frame, tenant, all_tenants)
+    frame = frame.reset_index(drop=True)
     load = time.monotonic() - t0
     say(f"training set: {len(frame)} rows ({int(frame['label'].sum())} positive), "
         f"{len(frame.columns) - 3} features from {feature_service} ({load:.1f} s)")
     return train_frame(settings, frame, feature_service, options, dataset, model_name, suite, say, refit_all,
-                       {"load": load})
+                       {"load": load}, tenants=tenants)
 
 
 def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions | None = None,
                 dataset: str | None = None, model_name: str | None = None, suite: SuiteOptions | None = None,
                 say: Callable[[str], None] = print, refit_all: bool = False,
-                seconds: dict[str, float] | None = None, reference: bool = True) -> TrainOutcome:
+                seconds: dict[str, float] | None = None, reference: bool = True,
+                tenants: str | None = None) -> TrainOutcome:
     """Validate, fit and track one training; register the ensemble with alias `challenger`.
 
     With `refit_all`, once the held-out estimate is logged the chosen configuration (tuned parameters, members) is
@@ -94,8 +100,11 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
     held-out figures (the run and the version say so). With `reference` (the default) the rows the version learnt
     from are kept as its monitoring reference (monitoring/reference.py) and its lineage (compliance/lineage.py: which
     leads it learned from, for erasure); PostgreSQL must be up."""
+    from compliance.tenants import tenants_of
+
     options = options or FitOptions()
     seconds = dict(seconds or {})
+    tenants = tenants or ",".join(sorted(set(tenants_of(frame["lead_id"]))))
     model_name = model_name or settings.model_name
     dataset = dataset or feature_service.rsplit("_v", 1)[0]
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -109,12 +118,13 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
         with quiet(log_path):
             configure_mlflow(settings)
         return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
-                        report_path, log_path, Path(tmp), stamp, reference)
+                        report_path, log_path, Path(tmp), stamp, reference, tenants)
 
 
 def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions, dataset: str,
              model_name: str, say: Callable[[str], None], refit_all: bool, seconds: dict[str, float],
-             report_path: Path, log_path: Path, tmp_path: Path, stamp: str, reference: bool) -> TrainOutcome:
+             report_path: Path, log_path: Path, tmp_path: Path, stamp: str, reference: bool,
+             tenants: str) -> TrainOutcome:
     import mlflow
 
     from models.register import input_example, log_ensemble, set_alias
@@ -122,12 +132,14 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
     with mlflow.start_run(run_name=f"train {feature_service} {stamp}") as parent:
         clock = time.monotonic()
         mlflow.set_tags({"leadscore.feature_service": feature_service, "leadscore.dataset": dataset,
-                         "leadscore.step": "train", "leadscore.refit_all": str(refit_all).lower()})
+                         "leadscore.step": "train", "leadscore.refit_all": str(refit_all).lower(),
+                         "leadscore.tenants": tenants[:5000]})
         mlflow.log_params({"feature_service": feature_service, "dataset": dataset, "rows": len(frame),
                            "members": ",".join(options.members), "trials": options.trials,
                            "budget_s": options.budget if options.budget is not None else "auto",
                            "folds": options.folds or "auto", "seed": options.seed, "max_epochs": options.max_epochs,
-                           "increasing": ",".join(options.increasing) or "-", "refit_all": refit_all})
+                           "increasing": ",".join(options.increasing) or "-", "refit_all": refit_all,
+                           "tenants": tenants[:500]})
         mlflow.log_input(mlflow.data.from_pandas(frame, name=feature_service, targets="label"), context="training")
         mlflow.log_artifact(str(report_path), "validation")
         seconds["log"] = time.monotonic() - clock

@@ -98,7 +98,7 @@ def performance_command(
 
 def _loop_options(window: str, performance_window: str, maturity: str | None, sustain: str, auc_drop: float,
                   cooldown: str, auto_promote: bool, trials: int, max_epochs: int,
-                  precision_tolerance: float = 0.02):  # noqa: ANN202 - LoopOptions
+                  precision_tolerance: float = 0.02, precision_drop: float = 0.2):  # noqa: ANN202 - LoopOptions
     from monitoring.loop import LoopOptions
     from monitoring.retrain import parse_sustain
     from monitoring.windows import parse_duration
@@ -107,7 +107,7 @@ def _loop_options(window: str, performance_window: str, maturity: str | None, su
         window=parse_duration(window), performance_window=parse_duration(performance_window, "--performance-window"),
         maturity=parse_duration(maturity, "--maturity") if maturity else None, sustain=parse_sustain(sustain),
         auc_drop=auc_drop, cooldown=parse_duration(cooldown, "--cooldown"), auto_promote=auto_promote,
-        trials=trials, max_epochs=max_epochs, precision_tolerance=precision_tolerance)
+        trials=trials, max_epochs=max_epochs, precision_tolerance=precision_tolerance, precision_drop=precision_drop)
 
 
 PerfWindow = Annotated[str, typer.Option("--performance-window", help="scores whose cohorts are checked")]
@@ -116,6 +116,8 @@ Maturity = Annotated[str | None, typer.Option(help="days after which an unconver
 Sustain = Annotated[str, typer.Option(help="retrain on drift in N of the last M windows")]
 AucDrop = Annotated[float, typer.Option(help="retrain when a matured cohort's ROC AUC is this much (relative) below "
                                         "the test ROC AUC")]
+PrecisionDrop = Annotated[float, typer.Option(help="retrain when even the 95 % upper bound of a matured cohort's "
+                                              "top-decile precision is this much (relative) below the test figure")]
 Cooldown = Annotated[str, typer.Option(help="no retrain sooner than this after the last one")]
 AutoPromote = Annotated[bool, typer.Option("--auto-promote", help="move @champion when the gate passes (else the "
                                            "challenger awaits approval in the MLflow UI)")]
@@ -129,13 +131,14 @@ def run_command(model: ModelOption = None, window: WindowOption = "1d", until: U
                 performance_window: PerfWindow = "8w",
                 maturity: Maturity = None, sustain: Sustain = "2/3", auc_drop: AucDrop = 0.05,
                 cooldown: Cooldown = "24h", auto_promote: AutoPromote = False, trials: Trials = 0,
-                max_epochs: Epochs = 20, precision_tolerance: Tolerance = 0.02) -> None:
+                max_epochs: Epochs = 20, precision_tolerance: Tolerance = 0.02,
+                precision_drop: PrecisionDrop = 0.2) -> None:
     """One monitor cycle: drift, realized quality, and a retrain and gate when they call for it."""
     from monitoring.loop import cycle
 
     settings = _settings()
     options = _loop_options(window, performance_window, maturity, sustain, auc_drop, cooldown, auto_promote,
-                            trials, max_epochs, precision_tolerance)
+                            trials, max_epochs, precision_tolerance, precision_drop)
     from monitoring.windows import parse_time
 
     now = parse_time(until, "--until") if until else None
@@ -150,7 +153,8 @@ def watch_command(every: Annotated[str, typer.Option(help="time between cycles: 
                   = None, model: ModelOption = None, window: WindowOption = "1d",
                   performance_window: PerfWindow = "8w", maturity: Maturity = None, sustain: Sustain = "2/3",
                   auc_drop: AucDrop = 0.05, cooldown: Cooldown = "24h", auto_promote: AutoPromote = False,
-                  trials: Trials = 0, max_epochs: Epochs = 20, precision_tolerance: Tolerance = 0.02) -> None:
+                  trials: Trials = 0, max_epochs: Epochs = 20, precision_tolerance: Tolerance = 0.02,
+                  precision_drop: PrecisionDrop = 0.2) -> None:
     """Run a monitor cycle every period (the first at once) and serve the monitor's /metrics meanwhile."""
     import signal
     import threading
@@ -161,7 +165,7 @@ def watch_command(every: Annotated[str, typer.Option(help="time between cycles: 
 
     settings = _settings()
     options = _loop_options(window, performance_window, maturity, sustain, auc_drop, cooldown, auto_promote,
-                            trials, max_epochs, precision_tolerance)
+                            trials, max_epochs, precision_tolerance, precision_drop)
     period = parse_duration(every, "--every")
     name = model or settings.model_name
     server = serve_metrics(settings, [name])

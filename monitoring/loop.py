@@ -1,8 +1,10 @@
 """The retraining loop: one cycle (`leadscore monitor run`) or one per period (`leadscore monitor watch`).
 
 A cycle measures drift over the last window and realized quality on matured cohorts, then decides:
-- *no_action*: drift is not sustained (fewer than N of the last M drift windows drifted) and no matured cohort's
-  ROC AUC is down by `auc_drop` (relative) against the champion's own test ROC AUC;
+- *no_action*: drift is not sustained (fewer than N of the last M drift windows drifted), the newest matured
+  cohort's ROC AUC is not down by `auc_drop` (relative) against the champion's own test ROC AUC, and its top-decile
+  precision is not down by `precision_drop` (relative) beyond noise: the leads a broker calls first can stop
+  converting while the ranking as a whole holds up (a cohort's 95 % upper bound must be below the floor);
 - *cooldown*: a retrain is called for, but the last one is more recent than the cooldown;
 - *retrained*: a challenger is trained on a fresh point-in-time set (each lead's latest label as known now, only
   leads whose scoring consent still stands, none of the gate's leads) and registered as `@challenger`; the gate
@@ -32,6 +34,7 @@ class LoopOptions:
     maturity: timedelta | None = None  # None: the p90 of the observed label lag
     sustain: tuple[int, int] = (2, 3)  # retrain on drift in N of the last M windows
     auc_drop: float = 0.05  # relative drop of a matured cohort's ROC AUC that calls for a retrain
+    precision_drop: float = 0.2  # relative drop of its top-decile precision (upper 95 % bound) that calls for one
     cooldown: timedelta = timedelta(hours=24)
     auto_promote: bool = False
     precision_tolerance: float = 0.02  # top-decile precision may be this much lower
@@ -126,6 +129,9 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
         if drop >= options.auc_drop:
             decision.reasons.append(f"cohort {latest.cohort}: realized ROC AUC {latest.metrics['roc_auc']:.4f} is "
                                     f"{drop:.1%} below the test ROC AUC {test_auc:.4f}")
+    test_top = ref.test_metrics.get("precision_at_10")
+    if perf is not None and perf.matured and test_top:
+        _precision_check(perf.matured[-1], test_top, options.precision_drop, decision)
     if options.max_erasure_debt is not None:
         import psycopg
 
@@ -146,6 +152,18 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
             retrain_and_gate(settings, ref, perf, options, decision, say)
     record_decision(settings, ref, decision, now)
     return decision
+
+
+def _precision_check(latest, test_top: float, drop: float, decision: Decision) -> None:  # noqa: ANN001 - Cohort
+    """Call for a retrain when even the upper bound of the cohort's top-decile precision is below the floor."""
+    realized, upper = latest.metrics["precision_at_10"], latest.metrics.get("precision_at_10_upper")
+    floor = (1.0 - drop) * test_top
+    decision.figures |= {"realized_precision_at_10": realized, "precision_at_10_upper": upper,
+                         "test_precision_at_10": test_top, "precision_floor": floor}
+    if upper is not None and upper < floor:
+        decision.reasons.append(
+            f"cohort {latest.cohort}: top-decile precision {realized:.3f} (95 % upper bound {upper:.3f} over "
+            f"{latest.metrics['top_decile_leads']:.0f} leads) is below {1 - drop:.0%} of the test {test_top:.3f}")
 
 
 def record_decision(settings: Settings, ref: ModelRef, decision: Decision, now: datetime) -> None:

@@ -64,8 +64,14 @@ class MonitorCollector:
             ("prediction_drifted", "1 when the served scores drifted", ["model", "version"]),
             ("drift_window_rows", "Served rows in the latest drift window", ["model", "version"]),
             ("realized_roc_auc", "ROC AUC of a matured cohort of scored leads", ["model", "version", "cohort"]),
+            ("realized_precision_at_10", "Precision in the top decile of a matured cohort", ["model", "version",
+                                                                                         "cohort"]),
+            ("realized_precision_at_10_upper", "One-sided 95 % upper bound of that precision (Wilson)",
+             ["model", "version", "cohort"]),
             ("label_coverage", "Share of a cohort's scored leads with a known outcome", ["model", "version", "cohort"]),
             ("test_roc_auc", "The version's own ROC AUC on its held-out test rows", ["model", "version"]),
+            ("test_precision_at_10", "The version's own top-decile precision on its held-out test rows",
+             ["model", "version"]),
             ("model_age_seconds", "Seconds since the version was registered", ["model", "version"]),
             ("last_result_timestamp_seconds", "When the latest result of a kind was recorded",
              ["model", "version", "kind"]),
@@ -81,6 +87,8 @@ class MonitorCollector:
                 g["model_age_seconds"].add_metric(v, time.time() - ref.created.timestamp())
                 if "roc_auc" in ref.test_metrics:
                     g["test_roc_auc"].add_metric(v, ref.test_metrics["roc_auc"])
+                if "precision_at_10" in ref.test_metrics:
+                    g["test_precision_at_10"].add_metric(v, ref.test_metrics["precision_at_10"])
                 g["erasure_debt_leads"].add_metric(v, erasure_debt(conn, ref.run_id))
                 for kind, at, summary in conn.execute(
                         "SELECT DISTINCT ON (kind) kind, at, summary FROM monitoring.results WHERE model_name = %s "
@@ -93,6 +101,9 @@ class MonitorCollector:
                         for cohort in summary.get("cohorts", []):
                             if cohort.get("matured") and cohort.get("roc_auc") is not None:
                                 g["realized_roc_auc"].add_metric([*v, cohort["cohort"]], cohort["roc_auc"])
+                            for key in ("precision_at_10", "precision_at_10_upper"):
+                                if cohort.get("matured") and cohort.get(key) is not None:
+                                    g[f"realized_{key}"].add_metric([*v, cohort["cohort"]], cohort[key])
                             g["label_coverage"].add_metric([*v, cohort["cohort"]], cohort.get("label_coverage", 0.0))
             for view, table in STREAM_VIEWS.items():
                 latest = conn.execute(f"SELECT extract(epoch FROM now() - max(event_timestamp)) FROM {table}"

@@ -6,6 +6,8 @@ the stream workers, or label ingests). Conversions arrive late, so an unlabelled
 until it is older than the maturity window; past it, no conversion means a negative. The window is the 90th
 percentile of the observed label lag (label time minus score time, of labels that came after a score) unless given
 (`--maturity 30d`). A cohort is matured when its last lead is; its metrics are computed only then, on every lead.
+Beside top-decile precision each cohort carries how many leads its top decile holds and the one-sided 95 % Wilson
+upper bound of that precision, so that a drop is acted on only when it is beyond the noise of a small decile.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from monitoring.windows import ModelRef, MonitorError, model_ref
 LAG_QUANTILE = 0.9
 DEFAULT_MATURITY = timedelta(days=30)  # when no label has yet come after a score
 MIN_COHORT = 20  # fewer resolved leads (or a single class): no metrics for the cohort
+Z_95 = 1.6449  # one-sided 95 %
+
+
+def wilson_upper(hits: float, n: int, z: float = Z_95) -> float:
+    """One-sided upper confidence bound of a proportion `hits / n` (Wilson score interval)."""
+    if n <= 0:
+        return 1.0
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(min(1.0, (centre + spread) / (1 + z * z / n)))
 
 
 def load_scored(settings: Settings, ref: ModelRef, start: datetime, end: datetime) -> pd.DataFrame:
@@ -96,6 +109,9 @@ def cohorts(frame: pd.DataFrame, now: datetime, maturity: timedelta) -> list[Coh
         if matured and len(rows) >= MIN_COHORT and 0 < c.positives < len(rows):
             m = metrics(labels.to_numpy("int64"), rows["score"].to_numpy())
             c.metrics = {k: m[k] for k in ("roc_auc", "pr_auc", "log_loss", "brier", "ece", "precision_at_10")}
+            top = max(1, int(round(len(rows) * 0.1)))  # as models.evaluate.top_share counts it
+            c.metrics |= {"top_decile_leads": float(top),
+                          "precision_at_10_upper": wilson_upper(round(m["precision_at_10"] * top), top)}
         out.append(c)
     return sorted(out, key=lambda c: c.cohort)
 

@@ -41,13 +41,15 @@ def ingest_crm_command(
     file: Annotated[Path, typer.Argument(help="CRM export: .csv (optionally .gz) or .parquet")],
     spec: Annotated[Path, typer.Option("--spec", help="dataset spec YAML, e.g. feature_repo/datasets/x.yaml")],
     chunk_rows: Annotated[int, typer.Option(help="rows per chunk")] = 50_000,
+    tenant: Annotated[str | None, typer.Option(help="the tenant (broker firm or CRM) the leads belong to "
+                                               "(default: the spec's `tenant`, else `default`)")] = None,
 ) -> None:
     """Load a CRM export into the offline store by its spec; rejected rows are kept with their reason."""
     from pipelines.ingest import ingest_crm
     from pipelines.spec import SpecError, load_spec
 
     try:
-        result = ingest_crm(_settings(), file, load_spec(spec), chunk_rows=chunk_rows)
+        result = ingest_crm(_settings(), file, load_spec(spec), chunk_rows=chunk_rows, tenant=tenant)
     except SpecError as exc:
         _fail(exc)
     if result.read_as:

@@ -36,7 +36,7 @@ def demo_key(settings: Settings) -> str:
     path = settings.secrets_dir / DEMO_KEY
     if path.exists():
         return path.read_text().strip()
-    key, _ = create_key(settings, "demo", rate_per_s=5000.0, description="leadscore demo (README's first command)")
+    key, _ = create_key(settings, "default", rate_per_s=5000.0, description="leadscore demo (README's first command)")
     settings.secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:

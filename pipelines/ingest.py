@@ -87,6 +87,8 @@ def ensure_table(conn, spec: DatasetSpec) -> None:  # noqa: ANN001
     created_at timestamptz NOT NULL DEFAULT now(),
 {cols},
     PRIMARY KEY (lead_id, event_timestamp))""")
+    if not have:  # a new table: row-level security by tenant, as the migrations give the others (0012)
+        conn.execute("SELECT compliance.protect_tenant(%s::regclass)", (spec.table,))
     for name, kind in spec.feature_columns:
         conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN IF NOT EXISTS "{name}" {SQL_TYPES[kind]}')
 
@@ -175,14 +177,22 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
 
 
 def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: int = 50_000,
-               progress: bool = True) -> IngestResult:
-    """Load `path` into the offline store by `spec`; see the module docstring."""
+               progress: bool = True, tenant: str | None = None) -> IngestResult:
+    """Load `path` into the offline store by `spec` for `tenant` (default: the spec's, else the default tenant);
+    see the module docstring."""
     import psycopg
     from tqdm import tqdm
 
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path} does not exist")
+    if tenant is not None:
+        from compliance.tenants import TenantError, check_tenant
+
+        try:
+            check_tenant(tenant)
+        except TenantError as exc:
+            raise SpecError(f"--tenant: {exc}") from None
     result = IngestResult(spec.name, file_sha256(path))
     pii_key = settings.secret("pii_hmac", create=True).encode()
     dialect, columns = open_checked(path, spec)  # the header, encoding and label file before anything is written
@@ -204,7 +214,7 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         for chunk, consumed in read_chunks(path, chunk_rows, dialect):
             chunk.index = pd.RangeIndex(result.rows_read + 1, result.rows_read + 1 + len(chunk))
             checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key, ids=ids, dialect=dialect,
-                                  label_values=positives)
+                                  label_values=positives, tenant=tenant)
             with conn.transaction():
                 result.rows_loaded += write_chunk(conn, spec, checked, result.file_sha256, seen, guard, result)
             result.rows_read += len(chunk)

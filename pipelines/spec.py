@@ -189,6 +189,8 @@ class DatasetSpec(_Strict):
     retention_days: int | None = Field(None, ge=1, description="erase a lead this long after its latest row here "
                                        "(after a 48-hour notice; `leadscore privacy retention`); default: only the "
                                        "inactivity period")
+    tenant: str | None = Field(None, description="the tenant (broker firm or CRM) the leads belong to; "
+                               "`ingest crm --tenant` overrides it; default: the `default` tenant")
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
     csv: CsvSpec | None = Field(None, description="separator, quote, encoding, decimal mark; default: detected")
     entity: EntitySpec
@@ -252,6 +254,13 @@ class DatasetSpec(_Strict):
         if self.label:
             cols.add(self.label.column)
         return cols
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant_name(cls, v: str | None) -> str | None:
+        from compliance.tenants import check_tenant
+
+        return None if v is None else check_tenant(v)
 
 
 def load_spec(path: str | Path) -> DatasetSpec:

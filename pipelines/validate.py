@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from compliance.tenants import DEFAULT, SEPARATOR, namespace
 from pipelines.csv_read import COMMA_NUMBER, Dialect
 from pipelines.generated_ids import RowIds
 from pipelines.spec import DatasetSpec
@@ -73,12 +74,14 @@ def _dates(text: pd.Series, fmt: str | None) -> pd.Series:
 
 
 def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: bytes, *, ids: RowIds | None = None,
-                dialect: Dialect | None = None, label_values: frozenset[str] | None = None) -> CheckedChunk:
+                dialect: Dialect | None = None, label_values: frozenset[str] | None = None,
+                tenant: str | None = None) -> CheckedChunk:
     """Parse `raw` (all columns as strings) by the spec; `first_row` is the 1-based file row of raw's first line.
 
     `ids` generates lead ids for a spec with `entity: {generate: ...}` (one RowIds per file; a fresh one is made for a
     single chunk), `dialect` gives the decimal mark and thousands separator of numbers, and `label_values` the
-    positive values of a `label: {matches: ...}` spec (file_checks.label_matches).
+    positive values of a `label: {matches: ...}` spec (file_checks.label_matches). Lead ids are stored as
+    `tenant/id` for a tenant other than the default one (compliance/tenants.py); an id holding `/` is rejected.
     """
     n = len(raw)
     dialect = dialect or Dialect()
@@ -107,7 +110,12 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         no_id = _missing(ent, nulls)
         fail(no_id, f"missing lead id (column '{spec.entity.column}')")
         ent = ent.astype(str).str.strip()
+        fail(~no_id & ent.str.contains(SEPARATOR, regex=False), "lead id " + ent.map(repr) + f" holds '{SEPARATOR}', "
+             f"which LeadScore reserves for tenants (column '{spec.entity.column}')")
         out["lead_id"] = keyed_hash(ent, pii_key) if spec.entity.hash else ent
+    space = namespace(tenant or spec.tenant)
+    if space != DEFAULT:
+        out["lead_id"] = space + SEPARATOR + out["lead_id"].astype(str)
 
     ts_spec = spec.event_timestamp
     if ts_spec.column:

@@ -34,11 +34,25 @@ log = logging.getLogger("leadscore.serving")
 class Item:
     """One lead to score, with who asked."""
 
-    lead_id: str
+    lead_id: str  # as the stores hold it: `tenant/id` for a tenant other than the default (compliance/tenants.py)
     inline: dict[str, Any] | None
     messages: list[str] | None
     key: ApiKey
     request_id: str = field(default_factory=lambda: new_request_id())
+    shown: str | None = None  # as the caller named it (default: lead_id)
+
+    @classmethod
+    def asked(cls, key: ApiKey, lead_id: str, inline: dict[str, Any] | None, messages: list[str] | None,
+              request_id: str | None = None) -> Item:
+        """The lead a caller with `key` names `lead_id`: its tenant's lead of that id, whoever else has one."""
+        from compliance.tenants import stored_id
+
+        rid = {"request_id": request_id} if request_id else {}
+        return cls(stored_id(key.tenant, lead_id), inline, messages, key, shown=lead_id, **rid)
+
+    @property
+    def external(self) -> str:
+        return self.lead_id if self.shown is None else self.shown
 
 
 _REQUEST_PREFIX, _REQUESTS = secrets.token_hex(4), itertools.count()
@@ -149,7 +163,7 @@ class Engine:
                 out_rows.append(None)
                 reason = (CHILD_REASON if it.lead_id in children
                           else "the lead has no granted, unexpired consent for purpose 'scoring'")
-                outcomes.append((403, {"error": "no scoring consent", "lead_id": it.lead_id, "reason": reason}))
+                outcomes.append((403, {"error": "no scoring consent", "lead_id": it.external, "reason": reason}))
                 if k and endpoint == "score":  # a lead the product holds (or was sent): its refusal is audited;
                     # an unknown id is not; a /rank call writes one summary row below, not one per lead
                     self.log.audit(f"api_key:{it.key.key_id}", "refuse", it.lead_id, PURPOSE,
@@ -158,7 +172,7 @@ class Engine:
                                     else "no scoring consent"})
             elif not k:
                 out_rows.append(None)
-                outcomes.append((404, {"error": "unknown lead", "lead_id": it.lead_id,
+                outcomes.append((404, {"error": "unknown lead", "lead_id": it.external,
                                        "reason": "not in the online store; send its features inline to score it"}))
             else:  # the stored row as read (the model takes its features by name), inline values over it
                 out_rows.append({**row, **it.inline} if it.inline else row)
@@ -201,7 +215,7 @@ class Engine:
                     k = top_k[i]
                     res["top_positive"], res["top_negative"] = res["top_positive"][:k], res["top_negative"][:k]
                     it = items[i]
-                    body = {"lead_id": it.lead_id, **res, "text_signal": signals.get(it.lead_id),
+                    body = {"lead_id": it.external, **res, "text_signal": signals.get(it.lead_id),
                             "model_version": served.model.version, "feature_service": served.model.feature_service}
                     outcomes[i] = (200, body)
                     self._log("score", served, it, [(it.lead_id, res["score"], res["tier"], body["text_signal"],
@@ -233,7 +247,7 @@ class Engine:
         if limit is not None:
             order = order[:limit]
         plain, ranked = np.asarray(scores, "float64").tolist(), np.asarray(rank_scores, "float64").tolist()
-        results = [{"lead_id": items[ok[j]].lead_id, "rank": r, "score": ranked[j], "ensemble_score": plain[j],
+        results = [{"lead_id": items[ok[j]].external, "rank": r, "score": ranked[j], "ensemble_score": plain[j],
                     "text_signal": sig[j], "tier": tiers[j]} for r, j in enumerate(order.tolist(), start=1)]
         if ok:  # one call: one key, one request id
             self._log("rank", served, items[ok[0]], [(items[i].lead_id, plain[j], tiers[j], sig[j], ranked[j],
@@ -242,7 +256,7 @@ class Engine:
         skipped = {404: [], 403: []}
         for it, outcome in zip(items, outcomes, strict=True):
             if outcome is not None:
-                skipped[outcome[0]].append({"lead_id": it.lead_id, "reason": outcome[1]["reason"]})
+                skipped[outcome[0]].append({"lead_id": it.external, "reason": outcome[1]["reason"]})
         return {"model_version": served.model.version, "feature_service": served.model.feature_service,
                 "reranked": blender is not None, "reranker_version": blender.version if blender else None,
                 "results": results, "not_found": skipped[404], "refused": skipped[403]}

@@ -66,8 +66,11 @@ def create_key(settings: Settings, tenant: str, broker: str | None = None, rate_
 
     burst = default_burst(rate_per_s) if burst is None else burst
 
+    from compliance.tenants import check_tenant
+
     if not tenant.strip():
         raise ValueError("a key needs a tenant (the broker firm or CRM it belongs to)")
+    check_tenant(tenant)  # a key sees its tenant's leads only (compliance/tenants.py)
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown or not scopes:
         raise ValueError(f"unknown scope(s) {unknown}: a key's scopes are some of {list(SCOPES)}")

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from compliance.tenants import namespace, split_id
 from serving.schemas import LeadId
 
 log = logging.getLogger("leadscore.serving")
@@ -125,6 +126,23 @@ async def _run(request: Request, endpoint: str, scope: str, work, cost: int = 1)
     return JSONResponse(result)
 
 
+def _stored(key, lead_ids: list[str]) -> list[str]:  # noqa: ANN001 - serving.keys.ApiKey
+    """The caller's tenant's leads of these ids, as the stores key them (compliance/tenants.py): a lead of another
+    tenant is one this tenant does not hold, answered as a lead never seen."""
+    from compliance.tenants import stored_id
+
+    return [stored_id(key.tenant, lead) for lead in lead_ids]
+
+
+def _as_asked(value: Any, stored: str, lead_id: str) -> Any:
+    """`value` with the stored id (`tenant/id`) shown as the caller named the lead, at any depth."""
+    if isinstance(value, dict):
+        return {k: _as_asked(v, stored, lead_id) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_asked(v, stored, lead_id) for v in value]
+    return lead_id if value == stored else value
+
+
 @privacy_api.post("/consent", response_model=ConsentChanged, tags=["privacy"])
 async def change_consent(change: ConsentChange, request: Request):  # noqa: ANN201
     """Grant or withdraw one purpose for some leads: ledgered, with effect at once (withdrawal stops scoring)."""
@@ -133,8 +151,9 @@ async def change_consent(change: ConsentChange, request: Request):  # noqa: ANN2
     def work(settings, key):  # noqa: ANN001, ANN202
         from compliance.consent import set_consent
 
-        return asdict(set_consent(settings, change.lead_ids, change.purpose, change.granted, change.notice_version,
-                                  change.channel, f"api_key:{key.key_id}", change.expires_at))
+        out = asdict(set_consent(settings, _stored(key, change.lead_ids), change.purpose, change.granted,
+                                 change.notice_version, change.channel, f"api_key:{key.key_id}", change.expires_at))
+        return out | {"erasures_queued": [split_id(x)[1] for x in out["erasures_queued"]]}
 
     return await _run(request, "consent", "consent", work, len(change.lead_ids))
 
@@ -142,10 +161,11 @@ async def change_consent(change: ConsentChange, request: Request):  # noqa: ANN2
 @privacy_api.get("/consent/{lead_id}", tags=["privacy"])
 async def get_consent(lead_id: PathLeadId, request: Request):  # noqa: ANN201
     """The lead's consent per purpose and every change to it (notice version, channel, who, when)."""
-    def work(settings, _key):  # noqa: ANN001, ANN202
+    def work(settings, key):  # noqa: ANN001, ANN202
         from compliance.consent import consent_state
 
-        return consent_state(settings, lead_id)
+        stored = _stored(key, [lead_id])[0]
+        return _as_asked(consent_state(settings, stored, namespace(key.tenant)), stored, lead_id)
 
     return await _run(request, "consent", "consent", work)
 
@@ -156,7 +176,7 @@ async def request_erasure(body: ErasureRequest, request: Request):  # noqa: ANN2
     def work(settings, key):  # noqa: ANN001, ANN202
         from compliance.erase import erase
 
-        done = erase(settings, body.lead_ids, f"api_key:{key.key_id}", "api")
+        done = erase(settings, _stored(key, body.lead_ids), f"api_key:{key.key_id}", "api")
         return {"receipt": done.receipt, "signature": done.signature, "seconds": done.seconds}
 
     return await _run(request, "erasure", "privacy", work, len(body.lead_ids))
@@ -168,6 +188,8 @@ async def export(lead_id: PathLeadId, request: Request):  # noqa: ANN201
     def work(settings, key):  # noqa: ANN001, ANN202
         from compliance.export import export_lead
 
-        return export_lead(settings, lead_id, f"api_key:{key.key_id}", "api")
+        stored = _stored(key, [lead_id])[0]
+        return _as_asked(export_lead(settings, stored, f"api_key:{key.key_id}", "api", namespace(key.tenant)),
+                         stored, lead_id)
 
     return await _run(request, "export", "privacy", work)

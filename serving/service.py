@@ -146,7 +146,7 @@ class LeadScorer:
         key, denied = await self._authorize(headers, "score", started)
         if denied is not None:
             return denied
-        item = Item(request.lead_id, request.features, request.messages, key)
+        item = Item.asked(key, request.lead_id, request.features, request.messages)
         try:
             self.engine.check_inline([item], indexed=False)
             status, body = await self.batcher.submit((item, request.top_k, request.explain))
@@ -177,7 +177,7 @@ class LeadScorer:
             return self._done("rank", 409, {"error": "conflicting copies of a lead", "errors": [
                 {"field": f, "reason": r} for f, r in conflicts[:100]]}, started)
         request_id = new_request_id()  # one call, one request id for all its leads
-        items = [Item(lead.lead_id, lead.features, lead.messages, key, request_id) for lead in unique]
+        items = [Item.asked(key, lead.lead_id, lead.features, lead.messages, request_id) for lead in unique]
         try:
             self.engine.check_inline(items, indexed=True)
             body = await asyncio.get_running_loop().run_in_executor(self.executor, self.engine.rank, items,

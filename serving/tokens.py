@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from compliance.tenants import NAME as TENANT_NAME
 from infra.config import ConfigError, Settings
 from serving.keys import ApiKey, default_burst
 
@@ -38,6 +39,9 @@ def issue(settings: Settings, subject: str, tenant: str, role: str, broker: str 
         raise ValueError("a token needs a subject (the person's account) and a tenant")
     if tenant == "admin":
         raise ValueError("tokens are for people of a tenant; the admin tenant uses API keys")
+    from compliance.tenants import check_tenant
+
+    check_tenant(tenant)
     now = int(time.time())
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": subject, "tenant": tenant, "role": role, "iat": now,
               "exp": now + int(ttl_s), **({"broker": broker} if broker else {})}
@@ -67,8 +71,8 @@ class TokenVerifier:
         except jwt.PyJWTError:
             return None
         role, tenant, subject = claims.get("role"), claims.get("tenant"), claims.get("sub")
-        if role not in ROLES or not isinstance(tenant, str) or not tenant or tenant == "admin" or \
-                not isinstance(subject, str) or not subject:
+        if role not in ROLES or not isinstance(tenant, str) or not TENANT_NAME.fullmatch(tenant) or tenant == "admin" \
+                or not isinstance(subject, str) or not subject:
             return None
         broker = claims.get("broker") if isinstance(claims.get("broker"), str) else None
         return ApiKey(f"jwt:{subject[:64]}", tenant, broker, self.rate, default_burst(self.rate), ROLES[role])

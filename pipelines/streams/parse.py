@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+from compliance.tenants import DEFAULT, SEPARATOR
+from compliance.tenants import NAME as TENANT_NAME
 from pipelines.streams.records import ALLOWED, RECORD_FOR_TOPIC
 
 FUTURE_SLACK = timedelta(minutes=5)
@@ -81,4 +83,13 @@ def parse(topic: str, key: bytes | None, raw: bytes | None, now: datetime | None
         raise BadEvent("future_event_time", f"event_time {out['event_time'].isoformat()} is in the future")
     if key is not None and key.decode(errors="replace") != out["lead_id"]:
         raise BadEvent("key_mismatch", f"message key {key!r} is not the lead_id {out['lead_id']!r}")
+    if SEPARATOR in out["lead_id"]:
+        raise BadEvent("invalid_value", f"lead_id {out['lead_id']!r} holds '{SEPARATOR}', which is reserved for "
+                                        "tenants")
+    tenant = out.get("tenant")
+    if tenant is not None and tenant != DEFAULT:  # the lead is stored as tenant/lead_id, and so is its event id
+        if not TENANT_NAME.fullmatch(tenant):
+            raise BadEvent("invalid_value", f"tenant {tenant!r} is not a tenant name (1-32 of a-z, 0-9, _ and -)")
+        out["lead_id"] = f"{tenant}{SEPARATOR}{out['lead_id']}"
+        out["event_id"] = f"{tenant}{SEPARATOR}{out['event_id']}"
     return SimpleNamespace(**out)

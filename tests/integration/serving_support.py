@@ -50,8 +50,12 @@ def ensure_champion(settings: Settings, env: dict[str, str]) -> str:
     return client.get_model_version_by_alias(MODEL, "champion").version
 
 
-def create_key(env: dict[str, str], tenant: str, *extra: str) -> str:
-    return run_ok(["serve", "keys", "create", "--tenant", tenant, *extra], env).strip().splitlines()[-1]
+def create_key(env: dict[str, str], label: str, *extra: str, tenant: str = "default") -> str:
+    """A key named `label` (its description) of `tenant`: the default tenant's leads are what the suite ingests
+    without --tenant; label 'admin' makes a key of tenant admin."""
+    tenant = "admin" if label == "admin" else tenant
+    return run_ok(["serve", "keys", "create", "--tenant", tenant, "--description", label, *extra],
+                  env).strip().splitlines()[-1]
 
 
 @contextmanager

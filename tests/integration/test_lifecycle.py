@@ -45,14 +45,21 @@ def test_status_table_lists_every_server_healthy(stack_env_vars: dict[str, str],
         assert f"{settings.host}:{server.port}" in line and "healthy" in line and str(server.pid()) in line
 
 
+def _listening(proc: psutil.Process) -> list:
+    """The process' listening sockets; none when it has exited meanwhile (a server's short-lived helper child)."""
+    try:
+        return [c for c in proc.net_connections("inet") if c.status == psutil.CONN_LISTEN]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def test_every_server_listens_on_loopback_only(settings: Settings) -> None:
     for server in servers(settings):
         pid = server.pid()
         assert pid is not None
         proc = psutil.Process(pid)
         family = [proc, *proc.children(recursive=True)]
-        listening = {(c.laddr.ip, c.laddr.port) for p in family for c in p.net_connections("inet")
-                     if c.status == psutil.CONN_LISTEN}
+        listening = {(c.laddr.ip, c.laddr.port) for p in family for c in _listening(p)}
         assert (settings.host, server.port) in listening, server.name
         assert {ip for ip, _ in listening} == {"127.0.0.1"}, (server.name, listening)
 

@@ -131,7 +131,7 @@ def test_a_lead_without_scoring_consent_gets_403_and_an_audit_record(url: str, k
             audit = wait_for(lambda: conn.execute(
                 "SELECT actor, detail FROM compliance.audit_log WHERE lead_id = %s AND action = 'refuse' AND "
                 "purpose = 'scoring' ORDER BY id", (lead,)).fetchall() or None)
-            assert {row[1]["endpoint"] for row in audit} >= {"score"} and audit[0][1]["tenant"] == "it-broker"
+            assert {row[1]["endpoint"] for row in audit} >= {"score"} and audit[0][1]["tenant"] == "default"
             assert audit[0][0].startswith("api_key:")
         finally:
             conn.execute("UPDATE compliance.consent SET granted = true WHERE lead_id = %s AND purpose = 'scoring'",
@@ -223,7 +223,7 @@ def test_every_score_lands_in_the_prediction_log_with_the_features_it_was_comput
         rank_row = wait_for(lambda: conn.execute(
             "SELECT score, features FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'rank' "
             "ORDER BY id DESC LIMIT 1", (ranked,)).fetchone())
-    assert row[:4] == ("score", "it-broker", MODEL, champion) and 0 < row[4] < 1 and row[5] in "ABCD"
+    assert row[:4] == ("score", "default", MODEL, champion) and 0 < row[4] < 1 and row[5] in "ABCD"
     # what the model scored: the stored row with the inline value over it, and the score it gave that row
     stored = OnlineReader(applied_store, "xeducation_v1").read([lead, ranked])
     logged, expected = row[7], {**stored[0], numeric: 7.0}

@@ -120,11 +120,11 @@ def test_a_persons_signed_token_is_taken_beside_keys_within_its_role(service, se
 
     with psycopg.connect(settings.pg_dsn()) as conn:
         lead = conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id LIMIT 1").fetchone()[0]
-    broker = run_ok(["serve", "token", "--subject", "asha@it-edges", "--tenant", "it-edges", "--role", "broker",
+    broker = run_ok(["serve", "token", "--subject", "asha@it-edges", "--tenant", "default", "--role", "broker",
                      "--broker", "asha", "--ttl", "30m"], stack_env_vars).strip().splitlines()[-1]
     scored = post(service["url"], "/score", {"lead_id": lead}, broker)
     assert scored.status_code == 200 and 0 < scored.json()["score"] < 1
-    officer = run_ok(["serve", "token", "--subject", "dpo@it-edges", "--tenant", "it-edges", "--role",
+    officer = run_ok(["serve", "token", "--subject", "dpo@it-edges", "--tenant", "default", "--role",
                       "privacy_officer"], stack_env_vars).strip().splitlines()[-1]
     denied = post(service["url"], "/score", {"lead_id": lead}, officer)
     assert denied.status_code == 403 and "'score' scope" in denied.json()["reason"]

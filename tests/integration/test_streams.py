@@ -256,6 +256,31 @@ def test_conversions_become_labels_and_text_is_kept_only_with_consent(settings: 
     assert online["searches_1d"] is None, "a lead without scoring consent must not reach the online store"
 
 
+def test_an_events_tenant_keeps_its_lead_apart_from_the_same_id_elsewhere(settings: Settings, worker) -> None:  # noqa: ANN001
+    """The same lead id and event id sent plain and for tenant acme (plain JSON, as any producer writes it): two
+    leads, each event counted once for its own lead; acme's lead needs acme's consent."""
+    import psycopg
+
+    lead, event_id, at = "S-TENANT", "ev-" + uuid.uuid4().hex, datetime.now(UTC) - timedelta(minutes=1)
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        for stored in (lead, f"acme/{lead}"):
+            conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', "
+                         "true, 'test') ON CONFLICT (lead_id, purpose) DO NOTHING", (stored,))
+    body = {"event_id": event_id, "lead_id": lead, "event_time": at.isoformat(), "action": "search"}
+    raw = [(TOPIC_WEB, lead.encode(), json.dumps(body).encode()),
+           (TOPIC_WEB, lead.encode(), json.dumps({**body, "tenant": "acme"}).encode()),
+           (TOPIC_WEB, lead.encode(), json.dumps({**body, "tenant": "acme"}).encode())]  # a duplicate of acme's
+    asyncio.run(_produce(settings.kafka_bootstrap, [], raw))
+
+    def rows() -> dict[str, int]:
+        with psycopg.connect(settings.pg_dsn()) as conn:
+            return dict(conn.execute("SELECT lead_id, max(searches_1d) FROM offline.lead_engagement WHERE lead_id = "
+                                     "ANY(%s) GROUP BY lead_id", ([lead, f"acme/{lead}"],)).fetchall())
+    assert wait_for(lambda: len(rows()) == 2, 60), _log(worker.args_env)
+    time.sleep(1.0)  # a double count would land in the same flush
+    assert rows() == {lead: 1, f"acme/{lead}": 1}
+
+
 def test_a_second_worker_joining_and_leaving_mid_stream_changes_no_count(settings: Settings, worker,  # noqa: ANN001
                                                                           streams_env: dict[str, str]) -> None:
     """Two rebalances while batches are in flight (a worker joins the group, then stops): exact aggregates.

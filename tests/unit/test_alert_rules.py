@@ -35,6 +35,7 @@ def test_every_alert_has_a_unit_test() -> None:
 @pytest.mark.parametrize(("old", "new"), [
     ("> 7 * 86400", "> 8 * 86400"),  # a threshold moved: ModelStale no longer fires at 7 days
     ("leadscore_monitor_drift_share) > 0.3", "leadscore_monitor_drift_shares) > 0.3"),  # a misspelt metric
+    ("group_left 0.8 *", "group_left 0.6 *"),  # RealizedPrecisionDrop's floor moved: it no longer fires
 ])
 def test_a_broken_rule_fails_its_tests(tmp_path: Path, old: str, new: str) -> None:
     text = (RULES / "alerts.yml").read_text()

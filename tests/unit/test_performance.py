@@ -60,3 +60,45 @@ def test_a_given_window_wins_and_no_lag_falls_back_to_the_default() -> None:
     assert all(not c.metrics for c in cohorts(none, NOW, window))
     with pytest.raises(KeyError):
         maturity_window(frame.drop(columns="label_at"))
+
+
+@pytest.mark.parametrize(("hits", "n"), [(0, 10), (3, 10), (40, 120), (119, 120), (120, 120), (1, 1)])
+def test_the_wilson_upper_bound_equals_scipys(hits: int, n: int) -> None:
+    from scipy.stats import binomtest
+
+    from monitoring.performance import wilson_upper
+
+    # a one-sided 95 % bound is the upper end of the two-sided 90 % interval
+    expected = binomtest(hits, n).proportion_ci(confidence_level=0.90, method="wilson").high
+    assert wilson_upper(hits, n) == pytest.approx(expected, abs=1e-4)
+
+
+def _decision_on(precision: float, top: int, test: float = 0.8):  # noqa: ANN202 - Decision
+    from monitoring.loop import Decision, _precision_check
+    from monitoring.performance import Cohort, wilson_upper
+
+    cohort = Cohort("2026-06-22", top * 10, top * 10, 0, top, True,
+                    {"precision_at_10": precision, "top_decile_leads": float(top),
+                     "precision_at_10_upper": wilson_upper(round(precision * top), top)})
+    decision = Decision("m", "1", "no_action")
+    _precision_check(cohort, test, 0.2, decision)
+    return decision
+
+
+def test_a_top_decile_drop_beyond_noise_calls_for_a_retrain_and_a_small_noisy_decile_does_not() -> None:
+    # 20 % below the floor (0.64) over 300 leads: beyond noise
+    assert any("top-decile precision 0.500" in r for r in _decision_on(0.5, 300).reasons)
+    # the same 0.5 over a decile of 8 leads is within the noise of 0.8 x 0.8 = 0.64: no reason to retrain
+    assert _decision_on(0.5, 8).reasons == []
+    # a decile as good as the test figure never calls for one
+    held = _decision_on(0.8, 300)
+    assert held.reasons == [] and held.figures["precision_floor"] == pytest.approx(0.64)
+
+
+def test_cohort_metrics_carry_the_top_decile_and_its_bound() -> None:
+    frame = scored(6000, seed=2)
+    window, _ = maturity_window(frame)
+    for c in cohorts(frame, NOW, window):
+        if c.metrics:
+            assert c.metrics["top_decile_leads"] == round(c.leads * 0.1)
+            assert c.metrics["precision_at_10"] <= c.metrics["precision_at_10_upper"] <= 1.0

@@ -133,8 +133,8 @@ def test_erasure_and_export_over_http_need_the_privacy_scope(world: dict) -> Non
     body = export.json()
     assert {t: len(rows) for t, rows in body["stores"].items()} == held  # store by store, row for row
     assert body["held"] and body["online"] and body["consent"]["history"]
-    assert body["scores"] and body["scores"][-1]["tenant"] == "it-privacy"
-    assert body["shared_with"][0]["tenant"] == "it-privacy" and body["models_trained_on_it"]
+    assert body["scores"] and body["scores"][-1]["tenant"] == "default"
+    assert body["shared_with"][0]["tenant"] == "default" and body["models_trained_on_it"]
     nothing = get(url, "/privacy/export/it-never-seen", world["privacy_key"]).json()
     assert nothing["held"] is False and "nothing is held" in nothing["note"]
     bad = post(url, "/privacy/erasure", {"lead_ids": ["bad\tid"]}, world["privacy_key"])
