@@ -17,6 +17,8 @@ privacy_app.add_typer(consent_app, name="consent")
 LeadsArg = Annotated[list[str] | None, typer.Argument(help="lead ids")]
 FileOption = Annotated[Path | None, typer.Option("--file", help="a file of lead ids, one per line")]
 ByOption = Annotated[str, typer.Option("--by", help="who records this (operator name or job), for the audit trail")]
+TenantOption = Annotated[str | None, typer.Option(help="the leads' tenant (default: the default tenant; the stored "
+                                                  "form tenant/id is taken too)")]
 
 
 def _settings():  # noqa: ANN202 - infra.config.Settings
@@ -25,8 +27,9 @@ def _settings():  # noqa: ANN202 - infra.config.Settings
     return Settings.load()
 
 
-def _ids(leads: list[str] | None, file: Path | None) -> list[str]:
+def _ids(leads: list[str] | None, file: Path | None, tenant: str | None = None) -> list[str]:
     from compliance.erase import PrivacyError
+    from compliance.tenants import TenantError, check_tenant, stored_id
 
     ids = list(leads or [])
     if file is not None:
@@ -35,7 +38,12 @@ def _ids(leads: list[str] | None, file: Path | None) -> list[str]:
         ids += [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not ids:
         raise PrivacyError("give lead ids as arguments or with --file ids.txt")
-    return ids
+    if tenant is None:
+        return ids
+    try:
+        return [stored_id(check_tenant(tenant), lead) for lead in ids]
+    except TenantError as exc:
+        raise PrivacyError(f"--tenant: {exc}") from None
 
 
 @privacy_app.command("notice")
@@ -55,12 +63,12 @@ def notice_command(
 
 
 def _consent(leads: list[str] | None, file: Path | None, purpose: str, granted: bool, notice: str | None,
-             channel: str, by: str) -> None:
+             channel: str, by: str, tenant: str | None = None) -> None:
     from compliance.consent import set_consent
     from compliance.notices import PURPOSES
 
     purposes = list(PURPOSES) if purpose == "all" and not granted else [purpose]
-    ids = _ids(leads, file)
+    ids = _ids(leads, file, tenant)
     for p in purposes:
         out = set_consent(_settings(), ids, p, granted, notice, channel, by)
         verb = "granted" if granted else "withdrew"
@@ -78,18 +86,18 @@ def grant_command(leads: LeadsArg = None, file: FileOption = None,
                                                          "parental_consent")] = "scoring",
                   notice: Annotated[str | None, typer.Option(help="notice version consented to")] = None,
                   channel: Annotated[str, typer.Option(help="how it was given: cli, call, web_form, ...")] = "cli",
-                  by: ByOption = "operator") -> None:
+                  by: ByOption = "operator", tenant: TenantOption = None) -> None:
     """Record a consent for a purpose (after the lead has seen the notice)."""
-    _consent(leads, file, purpose, True, notice, channel, by)
+    _consent(leads, file, purpose, True, notice, channel, by, tenant)
 
 
 @consent_app.command("withdraw")
 def withdraw_command(leads: LeadsArg = None, file: FileOption = None,
                      purpose: Annotated[str, typer.Option(help="a purpose, or all")] = "all",
                      channel: Annotated[str, typer.Option(help="how it was withdrawn")] = "cli",
-                     by: ByOption = "operator") -> None:
+                     by: ByOption = "operator", tenant: TenantOption = None) -> None:
     """Withdraw a purpose's consent: scoring stops at once; with none left, an erasure is queued."""
-    _consent(leads, file, purpose, False, None, channel, by)
+    _consent(leads, file, purpose, False, None, channel, by, tenant)
 
 
 @consent_app.command("show")
@@ -121,7 +129,8 @@ def verify_ledger_command() -> None:
 def erase_command(leads: LeadsArg = None, file: FileOption = None,
                   queued: Annotated[bool, typer.Option("--queued", help="carry out queued erasure requests")] = False,
                   by: ByOption = "operator",
-                  out: Annotated[Path | None, typer.Option(help="also write the signed receipt here")] = None) -> None:
+                  out: Annotated[Path | None, typer.Option(help="also write the signed receipt here")] = None,
+                  tenant: TenantOption = None) -> None:
     """Erase leads from every store the product writes and print the signed receipt's summary."""
     from compliance.erase import erase
     from compliance.requests import queued_erasures
@@ -134,7 +143,7 @@ def erase_command(leads: LeadsArg = None, file: FileOption = None,
             return
         ids = list(pending)
     else:
-        ids = _ids(leads, file)
+        ids = _ids(leads, file, tenant)
     done = erase(settings, ids, by, "cli", say=lambda line: typer.echo(f"... {line}", err=True))
     _print_receipt(done.receipt, done.signature, brief=True)
     if out is not None:

@@ -183,6 +183,22 @@ class Settings:
     def prometheus_url(self) -> str:
         return self.env.get("LEADSCORE_PROMETHEUS_URL") or f"http://{self.host}:{self.prometheus_port}"
 
+    def event_limits(self):  # noqa: ANN201 - pipelines.streams.parse.EventLimits
+        """How far from now a stream event's time may be: LEADSCORE_EVENT_MAX_AHEAD_S (300) seconds ahead and
+        LEADSCORE_EVENT_MAX_AGE_DAYS (730) days back; later or earlier events are dead letters."""
+        from datetime import timedelta
+
+        from pipelines.streams.parse import EventLimits
+
+        try:
+            ahead = float(self.env.get("LEADSCORE_EVENT_MAX_AHEAD_S", "300"))
+            age = float(self.env.get("LEADSCORE_EVENT_MAX_AGE_DAYS", "730"))
+        except ValueError:
+            raise ConfigError("LEADSCORE_EVENT_MAX_AHEAD_S and LEADSCORE_EVENT_MAX_AGE_DAYS must be numbers") from None
+        if ahead < 0 or age <= 0:
+            raise ConfigError("LEADSCORE_EVENT_MAX_AHEAD_S must be >= 0 and LEADSCORE_EVENT_MAX_AGE_DAYS > 0")
+        return EventLimits(timedelta(seconds=ahead), timedelta(days=age))
+
     def kafka_options(self) -> dict[str, Any]:
         """aiokafka keyword arguments for the broker's security: KAFKA_SECURITY_PROTOCOL (PLAINTEXT, SSL,
         SASL_PLAINTEXT, SASL_SSL), KAFKA_SASL_MECHANISM (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) with

@@ -181,7 +181,7 @@ def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, opti
                 "test_roc_auc": f"{ens['roc_auc']:.4f}", "test_log_loss": f"{ens['log_loss']:.4f}",
                 "data_validation": "passed", "refit_all": str(refit_all).lower(),
                 "members": ",".join(final.ensemble.members),
-                "reference_rows": str(kept["stored"]["rows"]) if kept else "none"}
+                "reference_rows": str(kept["stored"]["rows"]) if kept else "none", "tenants": tenants[:5000]}
         if result.warnings:
             tags["warning"] = "; ".join(result.warnings)
             mlflow.set_tag("leadscore.warning", tags["warning"])

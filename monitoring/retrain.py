@@ -53,13 +53,17 @@ def gate_rows(settings: Settings, ref: ModelRef, perf) -> pd.DataFrame | None:  
 
 def training_frame(settings: Settings, ref: ModelRef, exclude: set[str]) -> pd.DataFrame:
     """The feature service's point-in-time set as of now: each lead's latest label, consent still granted, none
-    of `exclude`."""
+    of `exclude`, only the tenants the champion learned from (its `tenants` tag)."""
     import psycopg
 
     from pipelines.training_data import build_training_set
 
     frame = build_training_set(settings, ref.feature_service, ref.tags.get("dataset"))
     frame = frame.sort_values("event_timestamp").drop_duplicates("lead_id", keep="last")
+    if ref.tags.get("tenants"):  # the tenants the champion learned from, and no other (compliance/tenants.py)
+        from compliance.tenants import tenants_of
+
+        frame = frame[tenants_of(frame["lead_id"]).isin(ref.tags["tenants"].split(",")).to_numpy()]
     with psycopg.connect(settings.pg_dsn()) as conn:
         allowed = {r[0] for r in conn.execute(
             "SELECT lead_id FROM compliance.consent WHERE purpose = 'scoring' AND granted AND "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pipelines.generated_ids import RowIds
 from pipelines.spec import SQL_TYPES, DatasetSpec, SpecError
 from pipelines.validate import CheckedChunk, check_chunk
 
+log = logging.getLogger("leadscore.ingest")
 __all__ = ["IngestResult", "ensure_table", "ingest_crm", "read_chunks", "write_chunk"]
 # the PostgreSQL types a stored feature of each LeadScore type may have (hand-written tables use narrower ones)
 SQL_FAMILIES = {"string": {"text", "character varying", "character"}, "int": {"bigint", "integer", "smallint"},
@@ -211,7 +213,30 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         conn.commit()
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"ingest {spec.name}",
                    disable=not progress)
-        for chunk, consumed in read_chunks(path, chunk_rows, dialect):
+        try:
+            _load_chunks(conn, path, spec, chunk_rows, dialect, pii_key, ids, positives, tenant, seen, guard, result,
+                         bar)
+        except BaseException as exc:  # the run's end is recorded however it ends, then the error goes on
+            bar.close()
+            _record_failure(settings, run_id, result, exc)
+            raise
+        bar.close()
+        conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'done', rows_read = %s, "
+                     "rows_loaded = %s, rows_rejected = %s WHERE id = %s",
+                     (result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
+        conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
+                     (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
+                                  "loaded": result.rows_loaded, "rejected": result.rows_rejected,
+                                  "erased_skipped": result.rows_erased,
+                                  "read_as": result.read_as}),))
+        conn.commit()
+    return result
+
+
+def _load_chunks(conn, path: Path, spec: DatasetSpec, chunk_rows: int, dialect, pii_key: bytes, ids,  # noqa: ANN001
+                 positives, tenant: str | None, seen: set, guard, result: IngestResult, bar) -> None:  # noqa: ANN001
+    """Check and write the file chunk by chunk, one transaction each."""
+    for chunk, consumed in read_chunks(path, chunk_rows, dialect):
             chunk.index = pd.RangeIndex(result.rows_read + 1, result.rows_read + 1 + len(chunk))
             checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key, ids=ids, dialect=dialect,
                                   label_values=positives, tenant=tenant)
@@ -221,14 +246,17 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
             result.rows_rejected += len(checked.rejects)
             result.reasons.update(r.split(":")[0] for r in checked.rejects["reason"])
             bar.update(consumed - bar.n)
-        bar.close()
-        conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), rows_read = %s, rows_loaded = %s, "
-                     "rows_rejected = %s WHERE id = %s",
-                     (result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
-        conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
-                     (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
-                                  "loaded": result.rows_loaded, "rejected": result.rows_rejected,
-                                  "erased_skipped": result.rows_erased,
-                                  "read_as": result.read_as}),))
-        conn.commit()
-    return result
+
+
+def _record_failure(settings: Settings, run_id: int, result: IngestResult, exc: BaseException) -> None:
+    """Mark the run failed with its reason, on a connection of its own (the run's may be what failed)."""
+    import psycopg
+
+    reason = (f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")[:500]
+    try:
+        with psycopg.connect(settings.pg_dsn(), connect_timeout=5) as conn:
+            conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'failed', reason = %s, "
+                         "rows_read = %s, rows_loaded = %s, rows_rejected = %s WHERE id = %s",
+                         (reason, result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
+    except psycopg.Error as err:  # PostgreSQL itself is gone: say so beside the error that ended the run
+        log.warning("ingest run %s failed (%s) and its end could not be recorded: %s", run_id, reason, err)

@@ -126,6 +126,8 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
         if not task.cancelled() and task.exception() is not None:
             stop_on(task.exception())
 
+    limits = settings.event_limits()  # read once, at start: a bad setting stops the worker with one line
+
     @app.agent(source)
     async def aggregate_lead_events(stream):  # noqa: ANN001, ARG001 - the stream stays empty (see consumer.py)
         loop = asyncio.get_running_loop()
@@ -139,7 +141,8 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
                     await loop.run_in_executor(None, sink.consent.refresh)  # a lead may have been ingested just now
                 # in a thread of its own, so that the event loop lands the previous batch meanwhile (changelog
                 # sends, acknowledgements) and keeps fetching; only this agent touches the table's store
-                folded = await loop.run_in_executor(folder, fold, messages, sink.consent, table, datetime.now(UTC))
+                folded = await loop.run_in_executor(folder, fold, messages, sink.consent, table, datetime.now(UTC),
+                                                    limits)
                 if landing is not None:
                     await landing  # one batch lands at a time, in order, while the next one folds
             except Exception as exc:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipelines.streams.aggregate import apply_event, feature_row, new_state, prune_state, upgrade_state
-from pipelines.streams.parse import BadEvent, parse
+from pipelines.streams.parse import DEFAULT_LIMITS, BadEvent, EventLimits, parse
 from pipelines.streams.records import TOPIC_CALLS, TOPIC_CRM, TOPIC_MESSAGES
 from pipelines.streams.sinks import LABEL_OF_STATUS, Batch
 
@@ -32,14 +32,15 @@ class Folded:
     minors: int = 0
 
 
-def fold(messages: list, consent, table, now: datetime) -> Folded:  # noqa: ANN001
+def fold(messages: list, consent, table, now: datetime,  # noqa: ANN001
+         limits: EventLimits = DEFAULT_LIMITS) -> Folded:
     """Parse, check consent, de-duplicate and update each touched lead's state (in `table`) once."""
     out = Folded(messages)
     parsed = []
     for msg in messages:
         out.per_topic[msg.topic] += 1
         try:
-            parsed.append((msg, parse(msg.topic, msg.key, msg.value, now)))
+            parsed.append((msg, parse(msg.topic, msg.key, msg.value, now, limits)))
         except BadEvent as exc:
             out.dead.append((msg, exc.reason, str(exc)))
     touched, partition_of = {}, {}

@@ -52,10 +52,12 @@ def test_the_message_key_must_be_the_lead() -> None:
     assert caught.value.reason == "key_mismatch"
 
 
-def test_unknown_extra_fields_are_ignored_and_naive_times_are_utc() -> None:
-    parsed = parse(TOPIC_WEB, b"L1", _web(colour="blue", event_time="2026-11-24T11:00:00"), NOW)
+def test_unknown_fields_are_refused_and_naive_times_are_utc() -> None:
+    parsed = parse(TOPIC_WEB, b"L1", _web(event_time="2026-11-24T11:00:00"), NOW)
     assert parsed.event_time == datetime(2026, 11, 24, 11, tzinfo=UTC)
-    assert not hasattr(parsed, "colour")
+    with pytest.raises(BadEvent) as caught:  # a producer's typo (or a field we do not know) is not dropped silently
+        parse(TOPIC_WEB, b"L1", _web(colour="blue", duraton_s=3.0), NOW)
+    assert caught.value.reason == "unknown_field" and "colour, duraton_s" in str(caught.value)
 
 
 def _event(topic: str, i: int, at: datetime, **fields):  # noqa: ANN003, ANN202

@@ -1,0 +1,77 @@
+"""Every ingest run's end is recorded, whether it succeeds or fails: `offline.ingest_runs` has its finish time,
+status and, for a failure, the reason in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.config import Settings
+from tests.conftest import leadscore
+from tests.integration.test_dataset_drop import _spec
+
+pytestmark = pytest.mark.integration
+
+
+def _file(path: Path, rows: int) -> Path:
+    lines = ["Nom;Téléphone;Âge;Solde €;Gagné"]
+    lines += [f"Lead {i};06{i:06d};{20 + i % 50};{i},5;{'Oui' if i % 3 else 'Non'}" for i in range(rows)]
+    path.write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+    return path
+
+
+def _runs(settings: Settings, name: str) -> list[tuple]:
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        return conn.execute("SELECT status, finished_at IS NOT NULL, reason, rows_loaded FROM offline.ingest_runs "
+                            "WHERE dataset = %s ORDER BY id", (name,)).fetchall()
+
+
+def test_a_run_stopped_midway_is_recorded_failed_with_its_reason(settings: Settings, tmp_path: Path,
+                                                                 stack_env_vars: dict[str, str]) -> None:
+    """An operator's Ctrl-C during a long ingest: the chunks written stay (each its own transaction), the run is
+    marked failed with the reason, and the command says so in one line."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import REPO
+
+    name = "test_ingest_runs"
+    spec = _spec(tmp_path / "specs", name)
+    good = leadscore(["ingest", "crm", str(_file(tmp_path / "good.csv", 300)), "--spec", str(spec)], stack_env_vars)
+    assert good.returncode == 0, good.stdout + good.stderr
+    big = _file(tmp_path / "big.csv", 400_000)
+    proc = subprocess.Popen([*_leadscore_argv(), "ingest", "crm", str(big), "--spec", str(spec), "--chunk-rows",
+                             "2000"], env=stack_env_vars, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _loaded(settings, name) <= 300 and proc.poll() is None:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the ingest ended before it could be interrupted"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0 and "Traceback" not in out + err, out + err
+    runs = _runs(settings, name)
+    assert runs[0][:3] == ("done", True, None)
+    status, finished, reason, _ = runs[-1]
+    assert (status, finished) == ("failed", True) and reason.startswith("KeyboardInterrupt"), runs
+    assert 300 < _loaded(settings, name) < 400_000 + 300  # the chunks before the stop stay, as each was committed
+
+
+def _loaded(settings: Settings, name: str) -> int:
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        exists = conn.execute("SELECT to_regclass(%s)", (f"offline.{name}",)).fetchone()[0]
+        return conn.execute(f"SELECT count(*) FROM offline.{name}").fetchone()[0] if exists else 0
+
+
+def _leadscore_argv() -> list[str]:
+    import sys
+
+    script = Path(sys.executable).parent / "leadscore"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "infra"]
