@@ -35,9 +35,10 @@ from pipelines.streams.consumer import BatchTransport, Handoff, take_batch
 from pipelines.streams.fold import Folded, fold
 from pipelines.streams.records import (
     SOURCE_TOPICS,
+    TOPIC_CRM,
     TOPIC_DEADLETTER,
 )
-from pipelines.streams.sinks import Batch, StoreSink
+from pipelines.streams.sinks import Batch, StoreSink, is_event_fault, write_isolating
 
 log = logging.getLogger("leadscore.streams")
 APP_ID = "leadscore-streams"
@@ -92,7 +93,10 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
         """Write one folded batch everywhere, the changelog last, then release its messages for commit."""
         loop = asyncio.get_running_loop()
         await _send_dead(app, deadletter, folded.dead)
-        counts = await _write_with_retry(loop, sink, folded.batch)
+        refused: dict[tuple, str] = {}
+        counts = await _write_with_retry(loop, sink, folded.batch, refused)
+        if refused:  # what the database refused, alone: its events dead-lettered, the rest of the batch landed
+            await _send_dead(app, deadletter, refused_events(folded, refused))
         # the changelog after the stores (a replay re-derives the rows), each send acknowledged by the broker.
         # Faust's own table writes go through a buffer whose flush() gives up after 0.1 s without a send, which
         # let a crash lose state: see docs/streams.md
@@ -165,25 +169,57 @@ def _lead_unknown(msg, known: set[str]) -> bool:  # noqa: ANN001
     return key is not None and key.decode(errors="replace") not in known
 
 
-async def _write_with_retry(loop, sink: StoreSink, batch: Batch) -> dict[str, int]:  # noqa: ANN001
-    """Land the batch in PostgreSQL and Redis side by side (two threads); while a store is down, retry its part with
-    back-off (the batch stays unacknowledged: nothing lost; both parts are idempotent)."""
-    offline, online = await asyncio.gather(_retrying(loop, sink.write_offline, batch, sink.reconnect),
+async def _write_with_retry(loop, sink: StoreSink, batch: Batch, refused: dict) -> dict[str, int]:  # noqa: ANN001
+    """Land the batch in PostgreSQL and Redis side by side (two threads). While a store is down (the world's
+    fault) its part is retried with back-off, the batch unacknowledged: nothing lost, nothing reordered, both parts
+    idempotent. When PostgreSQL refuses what the batch holds (the events' fault), the batch is tried
+    EVENT_FAULT_TRIES times, then written by halves until each refused item stands alone (`refused`)."""
+    offline, online = await asyncio.gather(_retrying(loop, sink.write_offline, batch, sink.reconnect, refused),
                                            _retrying(loop, sink.write_online, batch, sink.reconnect_online))
     return {**offline, **online}
 
 
-async def _retrying(loop, write, batch: Batch, reconnect) -> dict[str, int]:  # noqa: ANN001
-    delay = 0.5
+EVENT_FAULT_TRIES = 2
+
+
+async def _retrying(loop, write, batch: Batch, reconnect, refused: dict | None = None) -> dict[str, int]:  # noqa: ANN001
+    delay, event_faults = 0.5, 0
     while True:
         try:
+            if refused is not None and event_faults >= EVENT_FAULT_TRIES:
+                counts, bad = await loop.run_in_executor(None, write_isolating, write, batch)
+                refused.update(bad)
+                return counts
             return await loop.run_in_executor(None, write, batch)
         except Exception as exc:  # noqa: BLE001 - any store failure: log, reconnect, retry
             metrics.SINK_ERRORS.inc()
-            log.error("writing the batch failed (%s); retrying in %.1f s", exc, delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            event = is_event_fault(exc)
+            event_faults += event
+            wait = 0.1 if event else delay
+            log.error("writing the batch failed (%s: %s); retrying in %.1f s", "refused" if event else "store",
+                      str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__, wait)
+            await asyncio.sleep(wait)
+            delay = delay if event else min(delay * 2, 30.0)
             await loop.run_in_executor(None, reconnect)
+
+
+def refused_events(folded: Folded, refused: dict[tuple, str]) -> list[tuple]:
+    """(message, reason, detail) of the events behind the refused items: a message's own event, every event of a
+    lead whose row was refused, the CRM events of a lead whose label was."""
+    events, rows, labels = {}, {}, {}
+    for item, why in refused.items():
+        if item[0] == "message":
+            events[item[1]] = why
+        elif item[0] == "row":
+            rows[item[1]] = why
+        else:
+            labels[item[1]] = why
+    out = []
+    for msg, lead, event_id in folded.sources:
+        why = events.get(event_id) or rows.get(lead) or (labels.get(lead) if msg.topic == TOPIC_CRM else None)
+        if why:
+            out.append((msg, "store_refused", f"PostgreSQL refused what the event holds: {why}"))
+    return out
 
 
 CHANGELOG_BATCH_BYTES = 256 * 1024  # a record batch, well below the 1 MB a Kafka broker takes by default

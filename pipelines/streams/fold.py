@@ -30,6 +30,7 @@ class Folded:
     duplicates: int = 0
     erased: int = 0
     minors: int = 0
+    sources: list = field(default_factory=list)  # (message, lead id, event id) of every event folded into `batch`
 
 
 def fold(messages: list, consent, table, now: datetime,  # noqa: ANN001
@@ -66,6 +67,7 @@ def fold(messages: list, consent, table, now: datetime,  # noqa: ANN001
         if lead_state is None:
             lead_state = touched[key] = upgrade_state(table.get(key)) or new_state()
         partition_of[key] = msg.partition
+        out.sources.append((msg, event.lead_id, event.event_id))
         out.event_times.append(event.event_time.timestamp())
         # a duplicate still rewrites the lead's row, label and text (all idempotent): after a crash the changelog
         # can be ahead of the stores, and the replayed duplicates are what brings the stores level again

@@ -31,6 +31,51 @@ class Batch:
     # (event id, lead id, kind, direction, sent at, text)
     messages: list[tuple[str, str, str, str, datetime, str]] = field(default_factory=list)
 
+    def items(self) -> list[tuple]:
+        """Each thing the batch writes, as a key: ("row", lead), ("label", lead, i), ("message", event id, i)."""
+        return ([("row", lead) for lead in self.rows] + [("label", lab[0], i) for i, lab in enumerate(self.labels)]
+                + [("message", m[0], i) for i, m in enumerate(self.messages)])
+
+    def only(self, items: list[tuple]) -> Batch:
+        """The part of the batch those items are."""
+        rows = {k[1] for k in items if k[0] == "row"}
+        labels = {k[2] for k in items if k[0] == "label"}
+        messages = {k[2] for k in items if k[0] == "message"}
+        return Batch({lead: r for lead, r in self.rows.items() if lead in rows},
+                     [lab for i, lab in enumerate(self.labels) if i in labels],
+                     [m for i, m in enumerate(self.messages) if i in messages])
+
+
+def is_event_fault(exc: BaseException) -> bool:
+    """A write refused for what the batch holds (a value or a constraint the database refuses), not because a
+    store is unreachable: retrying it as it is cannot succeed."""
+    import psycopg
+
+    return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
+
+
+def write_isolating(write, batch: Batch) -> tuple[dict[str, int], dict[tuple, str]]:  # noqa: ANN001
+    """Write `batch` by halves until each refused item stands alone: (counts written, refused item -> reason).
+    A fault of the world (a store down) is raised as it is; the writes are idempotent, so a retry is safe."""
+    counts: dict[str, int] = {}
+    refused: dict[tuple, str] = {}
+
+    def attempt(items: list[tuple]) -> None:
+        try:
+            for name, n in write(batch.only(items)).items():
+                counts[name] = counts.get(name, 0) + n
+        except Exception as exc:
+            if not is_event_fault(exc):
+                raise
+            if len(items) == 1:
+                refused[items[0]] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                return
+            attempt(items[: len(items) // 2])
+            attempt(items[len(items) // 2:])
+
+    attempt(batch.items())
+    return counts, refused
+
 
 class ConsentCache:
     """Which leads may be scored and whose text may be kept; refreshed incrementally from compliance.consent.

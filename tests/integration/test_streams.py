@@ -281,6 +281,64 @@ def test_an_events_tenant_keeps_its_lead_apart_from_the_same_id_elsewhere(settin
     assert rows() == {lead: 1, f"acme/{lead}": 1}
 
 
+def test_an_event_the_database_refuses_is_dead_lettered_and_holds_up_nothing(settings: Settings, worker) -> None:  # noqa: ANN001
+    """A value PostgreSQL refuses for what it is (here a CHECK constraint, for real): after a bounded number of
+    tries the batch is written by halves, the refused event is a dead letter with the database's reason, and the
+    events behind it land."""
+    import psycopg
+    from aiokafka import AIOKafkaConsumer
+
+    marker = "poison-" + uuid.uuid4().hex
+    constraint = "it_refuses_" + marker.replace("-", "_")
+    neighbours = [f"S-BEHIND-{i}" for i in range(5)]  # leads of this test alone (the last test counts LEADS[24:])
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        for lead in neighbours:
+            conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', "
+                         "true, 'test') ON CONFLICT (lead_id, purpose) DO NOTHING", (lead,))
+        conn.execute(f"ALTER TABLE text_store.messages ADD CONSTRAINT {constraint} CHECK "
+                     f"(text IS NULL OR strpos(text, '{marker}') = 0) NOT VALID")
+    try:
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        poison = MessageEvent(event_id=marker, lead_id=TEXT_OK, event_time=at, channel="whatsapp",
+                              direction="inbound", text=f"hello {marker}")
+        behind = [(TOPIC_WEB, WebEvent(event_id=f"{marker}-{i}", lead_id=lead, event_time=at,
+                                       action="saved_listing")) for i, lead in enumerate(neighbours)]
+        kept = MessageEvent(event_id=marker + "-ok", lead_id=TEXT_OK, event_time=at, channel="whatsapp",
+                            direction="inbound", text="a fine message")
+        asyncio.run(_produce(settings.kafka_bootstrap, [(TOPIC_MESSAGES, poison), *behind, (TOPIC_MESSAGES, kept)]))
+
+        def landed() -> bool:
+            with psycopg.connect(settings.pg_dsn()) as conn:
+                return conn.execute("SELECT count(*) FROM text_store.messages WHERE event_id = %s",
+                                    (marker + "-ok",)).fetchone()[0] == 1 and conn.execute(
+                    "SELECT count(DISTINCT lead_id) FROM offline.lead_engagement WHERE lead_id = ANY(%s)",
+                    (neighbours,)).fetchone()[0] == len(neighbours)
+        assert wait_for(landed, 90), _log(worker.args_env)
+
+        async def read_dead() -> list[dict]:
+            consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
+                                        auto_offset_reset="earliest", group_id=None)
+            await consumer.start()
+            found: list[dict] = []
+            try:
+                for _ in range(30):
+                    got = await consumer.getmany(timeout_ms=1000)
+                    found += [json.loads(m.value) for msgs in got.values() for m in msgs]
+                    if any(marker in d["payload"] for d in found):
+                        break
+            finally:
+                await consumer.stop()
+            return [d for d in found if marker in d["payload"]]
+
+        dead = asyncio.run(read_dead())
+        assert [d["reason"] for d in dead] == ["store_refused"], dead  # the poison only, not its neighbours
+        assert constraint in dead[0]["detail"] and json.loads(dead[0]["payload"])["event_id"] == marker
+        assert worker.poll() is None  # the worker is still running
+    finally:
+        with psycopg.connect(settings.pg_dsn()) as conn:
+            conn.execute(f"ALTER TABLE text_store.messages DROP CONSTRAINT IF EXISTS {constraint}")
+
+
 def test_a_second_worker_joining_and_leaving_mid_stream_changes_no_count(settings: Settings, worker,  # noqa: ANN001
                                                                           streams_env: dict[str, str]) -> None:
     """Two rebalances while batches are in flight (a worker joins the group, then stops): exact aggregates.
