@@ -177,8 +177,26 @@ def test_events_reach_both_stores_with_exact_aggregates_and_duplicates_count_onc
             assert online[lead][col] == expected[lead][col], (lead, col)
 
 
-def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Settings, worker) -> None:  # noqa: ANN001
+async def _read_dead(settings: Settings, marker: str, expect: int) -> list[dict]:
+    """The dead letters whose payload holds `marker`, once `expect` of them are there (30 s at most)."""
     from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    found: list[dict] = []
+    try:
+        for _ in range(30):
+            got = await consumer.getmany(timeout_ms=1000)
+            found += [json.loads(m.value) for msgs in got.values() for m in msgs]
+            if sum(marker in d["payload"] for d in found) >= expect:
+                break
+    finally:
+        await consumer.stop()
+    return [d for d in found if marker in d["payload"]]
+
+
+def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Settings, worker) -> None:  # noqa: ANN001
 
     marker = uuid.uuid4().hex
     future = (datetime.now(UTC) + timedelta(days=3)).isoformat()
@@ -195,22 +213,7 @@ def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Sett
     ]
     asyncio.run(_produce(settings.kafka_bootstrap, [], raw))
 
-    async def read_dead() -> list[dict]:
-        consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
-                                    auto_offset_reset="earliest", group_id=None)
-        await consumer.start()
-        found: list[dict] = []
-        try:
-            for _ in range(30):
-                batch = await consumer.getmany(timeout_ms=1000)
-                found += [json.loads(m.value) for msgs in batch.values() for m in msgs]
-                if sum(marker in d["payload"] for d in found) >= 5:
-                    break
-        finally:
-            await consumer.stop()
-        return [d for d in found if marker in d["payload"]]
-
-    dead = asyncio.run(read_dead())
+    dead = asyncio.run(_read_dead(settings, marker, 5))
     reasons = sorted(d["reason"] for d in dead)
     assert reasons == ["future_event_time", "invalid_value", "missing_field", "unknown_lead", "unparseable"]
     by_reason = {d["reason"]: d for d in dead}
@@ -286,7 +289,6 @@ def test_an_event_the_database_refuses_is_dead_lettered_and_holds_up_nothing(set
     tries the batch is written by halves, the refused event is a dead letter with the database's reason, and the
     events behind it land."""
     import psycopg
-    from aiokafka import AIOKafkaConsumer
 
     marker = "poison-" + uuid.uuid4().hex
     constraint = "it_refuses_" + marker.replace("-", "_")
@@ -315,22 +317,7 @@ def test_an_event_the_database_refuses_is_dead_lettered_and_holds_up_nothing(set
                     (neighbours,)).fetchone()[0] == len(neighbours)
         assert wait_for(landed, 90), _log(worker.args_env)
 
-        async def read_dead() -> list[dict]:
-            consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
-                                        auto_offset_reset="earliest", group_id=None)
-            await consumer.start()
-            found: list[dict] = []
-            try:
-                for _ in range(30):
-                    got = await consumer.getmany(timeout_ms=1000)
-                    found += [json.loads(m.value) for msgs in got.values() for m in msgs]
-                    if any(marker in d["payload"] for d in found):
-                        break
-            finally:
-                await consumer.stop()
-            return [d for d in found if marker in d["payload"]]
-
-        dead = asyncio.run(read_dead())
+        dead = asyncio.run(_read_dead(settings, marker, 1))
         assert [d["reason"] for d in dead] == ["store_refused"], dead  # the poison only, not its neighbours
         assert constraint in dead[0]["detail"] and json.loads(dead[0]["payload"])["event_id"] == marker
         assert worker.poll() is None  # the worker is still running
