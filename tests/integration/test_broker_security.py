@@ -19,7 +19,8 @@ from pipelines.demo_stream import stop_worker
 from pipelines.simulate import produce
 from pipelines.streams.sinks import wait_for
 from tests.conftest import leadscore
-from tests.integration.test_streams import _events, _expected, _log, _matches, _offline_latest, _start_worker
+from tests.integration.stream_support import events_for, expected_rows, offline_latest, rows_match
+from tests.integration.test_streams import _log, _start_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LEADS = [f"SASL-{i:02d}" for i in range(8)]
@@ -44,13 +45,13 @@ def sasl_env(stack_env_vars: dict[str, str], settings: Settings, applied_store) 
 def test_a_worker_and_our_producer_over_sasl_plaintext_land_events_in_the_store(sasl_env, settings) -> None:  # noqa: ANN001
     worker = _start_worker(sasl_env)
     try:
-        items = _events(LEADS, 3, datetime.now(UTC) - timedelta(minutes=10))
+        items = events_for(LEADS, 3, datetime.now(UTC) - timedelta(minutes=10))
         raw = [(topic, event.lead_id, event.dumps()) for topic, event in items]
         security = Settings.load(sasl_env).kafka_options()
         assert security["security_protocol"] == "SASL_PLAINTEXT"
         assert produce(settings.kafka_bootstrap, raw, progress=False, security=security) == len(raw)
-        expected = _expected(items)
-        assert wait_for(lambda: _matches(expected, _offline_latest(settings, LEADS)), 90), _log(sasl_env)
+        expected = expected_rows(items)
+        assert wait_for(lambda: rows_match(expected, offline_latest(settings, LEADS)), 90), _log(sasl_env)
         log = (Path(sasl_env["LEADSCORE_STATE_DIR"]) / "stream-worker.log").read_text(errors="replace")
         assert "Authenticated as leadscore-streams via PLAIN" in log, _log(sasl_env)  # aiokafka's own line
         # and Prometheus (infra up's, scraping every second here) finds the worker and reads what it counted

@@ -19,20 +19,26 @@ import pytest
 
 from infra.config import Settings
 from pipelines.demo_stream import stop_worker
-from pipelines.streams.aggregate import FEATURE_COLUMNS, apply_event, feature_row, new_state
 from pipelines.streams.records import (
     TOPIC_CRM,
-    TOPIC_DEADLETTER,
     TOPIC_EMAIL,
     TOPIC_MESSAGES,
     TOPIC_WEB,
     CrmStatusEvent,
-    EmailEvent,
     MessageEvent,
     WebEvent,
 )
 from pipelines.streams.sinks import wait_for
 from tests.conftest import REPO
+from tests.integration.stream_support import (
+    diff_rows,
+    events_for,
+    expected_rows,
+    offline_latest,
+    produce,
+    read_dead,
+    rows_match,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 LEADS = [f"S-{i:03d}" for i in range(40)]
@@ -90,110 +96,19 @@ def worker(settings: Settings, streams_env: dict[str, str], consented) -> Iterat
     stop_worker(proc)
 
 
-def _events(leads: list[str], per_lead: int, start: datetime) -> list[tuple[str, object]]:
-    out = []
-    for i in range(per_lead):
-        for j, lead in enumerate(leads):
-            at = start + timedelta(seconds=30 * i + j)
-            kind = (i + j) % 4
-            if kind == 0:
-                out.append((TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
-                                                action="listing_view")))
-            elif kind == 1:
-                out.append((TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
-                                                action="session", duration_s=60.0 + i)))
-            elif kind == 2:
-                out.append((TOPIC_EMAIL, EmailEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
-                                                    action="opened")))
-            else:
-                out.append((TOPIC_MESSAGES, MessageEvent(event_id=str(uuid.uuid4()), lead_id=lead, event_time=at,
-                                                         channel="whatsapp", direction="inbound",
-                                                         text="Site visit Sunday chalega?")))
-    return out
-
-
-async def _produce(bootstrap: str, items: list[tuple[str, object]], raw: list[tuple[str, bytes, bytes]] = ()) -> None:
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, event.dumps(), key=event.lead_id.encode()) for topic, event in items]
-        futures += [await producer.send(topic, value, key=key) for topic, key, value in raw]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
-
-
-def _expected(items: list[tuple[str, object]]) -> dict[str, dict]:
-    states: dict[str, dict] = {}
-    for topic, event in items:
-        apply_event(states.setdefault(event.lead_id, new_state()), topic, event)
-    return {lead: feature_row(state) for lead, state in states.items() if state["last"] is not None}
-
-
-def _offline_latest(settings: Settings, leads: list[str]) -> dict[str, dict]:
-    import psycopg
-
-    with psycopg.connect(settings.pg_dsn()) as conn:
-        cur = conn.execute("SELECT DISTINCT ON (lead_id) * FROM offline.lead_engagement WHERE lead_id = ANY(%s) "
-                           "ORDER BY lead_id, event_timestamp DESC", (leads,))
-        names = [d.name for d in cur.description]
-        return {r[0]: dict(zip(names, r, strict=True)) for r in cur.fetchall()}
-
-
-def _diff(expected: dict[str, dict], got: dict[str, dict]) -> list[str]:
-    """What differs, as short lines (empty when the stores hold exactly the expected aggregates)."""
-    out = [f"leads missing: {sorted(set(expected) - set(got))}"] if set(got) != set(expected) else []
-    for lead, row in expected.items():
-        for col in ("event_timestamp", *FEATURE_COLUMNS):
-            if lead not in got:
-                break
-            a, b = row[col], got[lead][col]
-            if col == "event_timestamp":
-                if a != b:
-                    out.append(f"{lead} {col}: expected {a} got {b}")
-            elif (a is None) != (b is None) or (a is not None and abs(float(a) - float(b)) > 1e-6):
-                out.append(f"{lead} {col}: expected {a} got {b}")
-    return out
-
-
-def _matches(expected: dict[str, dict], got: dict[str, dict]) -> bool:
-    return not _diff(expected, got)
-
-
 def test_events_reach_both_stores_with_exact_aggregates_and_duplicates_count_once(
         settings: Settings, worker, applied_store) -> None:  # noqa: ANN001
     from pipelines.online import OnlineReader
 
     leads = LEADS[:10]
-    items = _events(leads, 6, datetime.now(UTC) - timedelta(minutes=30))
-    asyncio.run(_produce(settings.kafka_bootstrap, items + items[:15]))  # 15 duplicates
-    expected = _expected(items)
-    assert wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 90), _log(worker.args_env)
+    items = events_for(leads, 6, datetime.now(UTC) - timedelta(minutes=30))
+    asyncio.run(produce(settings.kafka_bootstrap, items + items[:15]))  # 15 duplicates
+    expected = expected_rows(items)
+    assert wait_for(lambda: rows_match(expected, offline_latest(settings, leads)), 90), _log(worker.args_env)
     online = {r["lead_id"]: r for r in OnlineReader(applied_store, "lead_scoring_v1").read(leads)}
     for lead in leads:
         for col in ("listing_views_30d", "sessions_1d", "time_on_site_s_7d", "emails_opened_30d", "whatsapp_in_1d"):
             assert online[lead][col] == expected[lead][col], (lead, col)
-
-
-async def _read_dead(settings: Settings, marker: str, expect: int) -> list[dict]:
-    """The dead letters whose payload holds `marker`, once `expect` of them are there (30 s at most)."""
-    from aiokafka import AIOKafkaConsumer
-
-    consumer = AIOKafkaConsumer(TOPIC_DEADLETTER, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    found: list[dict] = []
-    try:
-        for _ in range(30):
-            got = await consumer.getmany(timeout_ms=1000)
-            found += [json.loads(m.value) for msgs in got.values() for m in msgs]
-            if sum(marker in d["payload"] for d in found) >= expect:
-                break
-    finally:
-        await consumer.stop()
-    return [d for d in found if marker in d["payload"]]
 
 
 def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Settings, worker) -> None:  # noqa: ANN001
@@ -211,9 +126,9 @@ def test_bad_events_go_to_the_dead_letter_topic_with_their_reason(settings: Sett
                                                               "event_time": datetime.now(UTC).isoformat(),
                                                               "action": "opened"}).encode()),
     ]
-    asyncio.run(_produce(settings.kafka_bootstrap, [], raw))
+    asyncio.run(produce(settings.kafka_bootstrap, [], raw))
 
-    dead = asyncio.run(_read_dead(settings, marker, 5))
+    dead = asyncio.run(read_dead(settings, marker, 5))
     reasons = sorted(d["reason"] for d in dead)
     assert reasons == ["future_event_time", "invalid_value", "missing_field", "unknown_lead", "unparseable"]
     by_reason = {d["reason"]: d for d in dead}
@@ -237,7 +152,7 @@ def test_conversions_become_labels_and_text_is_kept_only_with_consent(settings: 
              (TOPIC_MESSAGES, MessageEvent(event_id="m-no-" + uuid.uuid4().hex, lead_id=LEADS[23], event_time=at,
                                            channel="sms", direction="inbound", text="call me tomorrow")),
              (TOPIC_WEB, WebEvent(event_id=str(uuid.uuid4()), lead_id=NO_SCORING, event_time=at, action="search"))]
-    asyncio.run(_produce(settings.kafka_bootstrap, items))
+    asyncio.run(produce(settings.kafka_bootstrap, items))
 
     def landed() -> bool:
         with psycopg.connect(settings.pg_dsn()) as conn:
@@ -273,7 +188,7 @@ def test_an_events_tenant_keeps_its_lead_apart_from_the_same_id_elsewhere(settin
     raw = [(TOPIC_WEB, lead.encode(), json.dumps(body).encode()),
            (TOPIC_WEB, lead.encode(), json.dumps({**body, "tenant": "acme"}).encode()),
            (TOPIC_WEB, lead.encode(), json.dumps({**body, "tenant": "acme"}).encode())]  # a duplicate of acme's
-    asyncio.run(_produce(settings.kafka_bootstrap, [], raw))
+    asyncio.run(produce(settings.kafka_bootstrap, [], raw))
 
     def rows() -> dict[str, int]:
         with psycopg.connect(settings.pg_dsn()) as conn:
@@ -307,7 +222,7 @@ def test_an_event_the_database_refuses_is_dead_lettered_and_holds_up_nothing(set
                                        action="saved_listing")) for i, lead in enumerate(neighbours)]
         kept = MessageEvent(event_id=marker + "-ok", lead_id=TEXT_OK, event_time=at, channel="whatsapp",
                             direction="inbound", text="a fine message")
-        asyncio.run(_produce(settings.kafka_bootstrap, [(TOPIC_MESSAGES, poison), *behind, (TOPIC_MESSAGES, kept)]))
+        asyncio.run(produce(settings.kafka_bootstrap, [(TOPIC_MESSAGES, poison), *behind, (TOPIC_MESSAGES, kept)]))
 
         def landed() -> bool:
             with psycopg.connect(settings.pg_dsn()) as conn:
@@ -317,7 +232,7 @@ def test_an_event_the_database_refuses_is_dead_lettered_and_holds_up_nothing(set
                     (neighbours,)).fetchone()[0] == len(neighbours)
         assert wait_for(landed, 90), _log(worker.args_env)
 
-        dead = asyncio.run(_read_dead(settings, marker, 1))
+        dead = asyncio.run(read_dead(settings, marker, 1))
         assert [d["reason"] for d in dead] == ["store_refused"], dead  # the poison only, not its neighbours
         assert constraint in dead[0]["detail"] and json.loads(dead[0]["payload"])["event_id"] == marker
         assert worker.poll() is None  # the worker is still running
@@ -335,22 +250,22 @@ def test_a_second_worker_joining_and_leaving_mid_stream_changes_no_count(setting
     cleanly (exit code 0) on SIGTERM, promptly.
     """
     leads = LEADS[10:20]
-    items = _events(leads, 300, datetime.now(UTC) - timedelta(hours=3))  # 3,000 events
-    counted = lambda: sum(r["listing_views_30d"] for r in _offline_latest(settings, leads).values())  # noqa: E731
-    asyncio.run(_produce(settings.kafka_bootstrap, items[:1500]))
+    items = events_for(leads, 300, datetime.now(UTC) - timedelta(hours=3))  # 3,000 events
+    counted = lambda: sum(r["listing_views_30d"] for r in offline_latest(settings, leads).values())  # noqa: E731
+    asyncio.run(produce(settings.kafka_bootstrap, items[:1500]))
     assert wait_for(lambda: counted() > 0, 60), _log(streams_env)
     second = _start_worker(streams_env)  # joins: the first worker's partitions are split between the two
     try:
-        asyncio.run(_produce(settings.kafka_bootstrap, items[1500:2500] + items[:100]))  # new events and re-sent old
+        asyncio.run(produce(settings.kafka_bootstrap, items[1500:2500] + items[:100]))  # new events and re-sent old
         time.sleep(3)
     finally:
         started = time.monotonic()
         stop_worker(second)  # leaves: its partitions go back to the first worker
         stopped_in = time.monotonic() - started
-    asyncio.run(_produce(settings.kafka_bootstrap, items[2500:] + items[1400:1600]))
-    expected = _expected(items)
-    wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 120)
-    assert _diff(expected, _offline_latest(settings, leads)) == [], _log(streams_env)
+    asyncio.run(produce(settings.kafka_bootstrap, items[2500:] + items[1400:1600]))
+    expected = expected_rows(items)
+    wait_for(lambda: rows_match(expected, offline_latest(settings, leads)), 120)
+    assert diff_rows(expected, offline_latest(settings, leads)) == [], _log(streams_env)
     assert second.returncode == 0 and stopped_in < 30, (second.returncode, stopped_in, _log(streams_env))
     pid_lines = [line for line in (Path(streams_env["LEADSCORE_STATE_DIR"]) / "stream-worker.log").read_text(
         errors="replace").splitlines() if f"[{second.pid}]" in line]
@@ -371,17 +286,17 @@ def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, wor
     from infra.servers import Broker
 
     leads = LEADS[24:40]
-    items = _events(leads, 400, datetime.now(UTC) - timedelta(hours=5))  # 6,400 events
+    items = events_for(leads, 400, datetime.now(UTC) - timedelta(hours=5))  # 6,400 events
 
     def produce_live() -> None:
         for i in range(0, len(items), 400):
-            asyncio.run(_produce(settings.kafka_bootstrap, items[i:i + 400]))
+            asyncio.run(produce(settings.kafka_bootstrap, items[i:i + 400]))
             time.sleep(0.1)
 
     producing = threading.Thread(target=produce_live)
     producing.start()
-    counted = lambda: sum(r["listing_views_30d"] for r in _offline_latest(settings, leads).values())  # noqa: E731
-    expected = _expected(items)
+    counted = lambda: sum(r["listing_views_30d"] for r in offline_latest(settings, leads).values())  # noqa: E731
+    expected = expected_rows(items)
     total = sum(r["listing_views_30d"] for r in expected.values())
     try:
         assert wait_for(lambda: counted() >= total // 4, 60), _log(worker.args_env)
@@ -394,13 +309,13 @@ def test_a_killed_worker_loses_and_double_counts_nothing(settings: Settings, wor
     broker.stop()
     broker.start()
     wait_until(broker.healthy, 30, "the broker after a restart")
-    more = _events(leads, 50, datetime.now(UTC) - timedelta(hours=1))
-    asyncio.run(_produce(settings.kafka_bootstrap, more + items[::7]))  # new events and re-sent old ones
-    expected = _expected(items + more)
+    more = events_for(leads, 50, datetime.now(UTC) - timedelta(hours=1))
+    asyncio.run(produce(settings.kafka_bootstrap, more + items[::7]))  # new events and re-sent old ones
+    expected = expected_rows(items + more)
     restarted = _start_worker(streams_env)
     try:
-        wait_for(lambda: _matches(expected, _offline_latest(settings, leads)), 120)
-        assert _diff(expected, _offline_latest(settings, leads)) == [], _log(streams_env)
+        wait_for(lambda: rows_match(expected, offline_latest(settings, leads)), 120)
+        assert diff_rows(expected, offline_latest(settings, leads)) == [], _log(streams_env)
     finally:
         stop_worker(restarted)
     assert 0 < landed_at_kill < total, f"the kill did not land mid-stream ({landed_at_kill} of {total} counted)"
