@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from compliance.children import REASON as CHILD_REASON
+from compliance.tenants import stored_id
 from infra.config import Settings
 from serving.consent import PURPOSE, ConsentChecker
 from serving.db import Db, Unavailable
@@ -45,8 +46,6 @@ class Item:
     def asked(cls, key: ApiKey, lead_id: str, inline: dict[str, Any] | None, messages: list[str] | None,
               request_id: str | None = None) -> Item:
         """The lead a caller with `key` names `lead_id`: its tenant's lead of that id, whoever else has one."""
-        from compliance.tenants import stored_id
-
         rid = {"request_id": request_id} if request_id else {}
         return cls(stored_id(key.tenant, lead_id), inline, messages, key, shown=lead_id, **rid)
 

@@ -69,21 +69,26 @@ SCHEMAS: dict[str, tuple[list[tuple[str, str, bool]], dict[str, Any]]] = {
 }
 # the record's fields, and Faust's own type tag (`__faust`) that a faust.Record's dumps() adds
 NAMES = {topic: frozenset(name for name, _, _ in fields) | {"__faust"} for topic, (fields, _) in SCHEMAS.items()}
+STR_LIMIT = {name: MAX_TEXT if name in LONG_TEXT else MAX_STR for fields, _ in SCHEMAS.values() for name, *_ in fields}
 CHECKS = {topic: [(name, frozenset(allowed)) for (t, name), allowed in ALLOWED.items() if t == topic]
           for topic in RECORD_FOR_TOPIC}
 
 
-def _check_text(name: str, value: str) -> None:
-    if len(value) > (MAX_TEXT if name in LONG_TEXT else MAX_STR):
-        raise BadEvent("too_long", f"{name} has {len(value)} characters, more than "
-                                   f"{MAX_TEXT if name in LONG_TEXT else MAX_STR}")
+def _refuse_text(name: str, value: str) -> None:
+    """BadEvent naming what is wrong with a string that failed the fast check in `parse`."""
+    if len(value) > STR_LIMIT[name]:
+        raise BadEvent("too_long", f"{name} has {len(value)} characters, more than {STR_LIMIT[name]}")
     if "\x00" in value:
         raise BadEvent("invalid_value", f"{name} holds a NUL character, which no store takes")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadEvent("invalid_value", f"{name} holds a lone surrogate (\\ud800-\\udfff): not text") from None
+    raise BadEvent("invalid_value", f"{name} holds a lone surrogate (\\ud800-\\udfff): not text")
+
+
+def _not_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def parse(topic: str, key: bytes | None, raw: bytes | None, now: datetime | None = None,
@@ -110,7 +115,8 @@ def parse(topic: str, key: bytes | None, raw: bytes | None, now: datetime | None
         if kind == "str":
             if not isinstance(value, str):
                 raise BadEvent("invalid_value", f"{name} must be a string, not {type(value).__name__}")
-            _check_text(name, value)
+            if len(value) > STR_LIMIT[name] or "\x00" in value or (not value.isascii() and _not_text(value)):
+                _refuse_text(name, value)
         elif kind == "float":
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BadEvent("invalid_value", f"{name} must be a number, not {str(value)[:50]!r}")
