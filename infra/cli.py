@@ -181,12 +181,13 @@ def main() -> None:
     from compliance.erase import PrivacyError
     from infra.config import ConfigError
     from infra.process import ServiceError
+    from models.registry import RegistryUnavailable
     from monitoring.windows import MonitorError
 
     os.umask(0o077)  # what the product writes (state, logs, exports, artifacts) is its user's alone: 0600 / 0700
     try:
         app()
-    except (ServiceError, ConfigError, MonitorError, PrivacyError) as exc:
+    except (ServiceError, ConfigError, MonitorError, PrivacyError, RegistryUnavailable) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -272,6 +272,10 @@ class Settings:
             "MLFLOW_EXPERIMENT_NAME": self.experiment_name,
             "MLFLOW_DISABLE_TELEMETRY": self.env.get("MLFLOW_DISABLE_TELEMETRY", "true"),
             "DO_NOT_TRACK": self.env.get("DO_NOT_TRACK", "true"),
+            # a registry that is down is said within about half a minute (MLflow's own default retries for ~4 min),
+            # long enough to ride out a restart
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": self.env.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "4"),
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": self.env.get("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),
             **({"MLFLOW_TRACKING_USERNAME": login[0], "MLFLOW_TRACKING_PASSWORD": login[1]} if login else {}),
         }
 

@@ -26,12 +26,9 @@ class PromotionDecision:
 
 
 def _alias_version(client, name: str, alias: str):  # noqa: ANN001, ANN202 - MlflowClient, ModelVersion | None
-    from mlflow.exceptions import MlflowException
+    from models.registry import alias_version
 
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    return alias_version(client, name, alias)
 
 
 def _holdout(client, run_id: str):  # noqa: ANN001, ANN202 - pandas DataFrame

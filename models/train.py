@@ -50,9 +50,16 @@ def configure_mlflow(settings: Settings) -> None:
     """Point MLflow at the configured server and experiment (read now, never at import)."""
     import mlflow
 
+    from models.registry import unavailable
+    from models.unfinished import settle
+
     os.environ.update(settings.mlflow_env())
     mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_experiment(settings.experiment_name)
+    try:
+        mlflow.set_experiment(settings.experiment_name)
+    except mlflow.exceptions.MlflowException as exc:
+        raise unavailable(exc, settings.tracking_uri) from None
+    settle(settings)  # runs an earlier command could not mark failed (the registry was down then)
 
 
 def validate_or_stop(frame: pd.DataFrame, report_path: Path, dataset: str | None,
@@ -117,19 +124,31 @@ def train_frame(settings: Settings, frame: pd.DataFrame, feature_service: str, o
     with tempfile.TemporaryDirectory(prefix="leadscore-train-") as tmp, captured_library_output(log_path):
         with quiet(log_path):
             configure_mlflow(settings)
-        return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
-                        report_path, log_path, Path(tmp), stamp, reference, tenants)
+        started: list[str] = []
+        try:
+            return _tracked(settings, frame, feature_service, options, dataset, model_name, say, refit_all, seconds,
+                            report_path, log_path, Path(tmp), stamp, reference, tenants, started)
+        except BaseException as exc:
+            if started:  # the run is FAILED and no version of it stays registered (now, or at the next command)
+                from models.registry import is_unreachable, unavailable
+                from models.unfinished import fail_run
+
+                fail_run(settings, started[0])
+                if isinstance(exc, Exception) and is_unreachable(exc):
+                    raise unavailable(exc, settings.tracking_uri) from None
+            raise
 
 
 def _tracked(settings: Settings, frame: pd.DataFrame, feature_service: str, options: FitOptions, dataset: str,
              model_name: str, say: Callable[[str], None], refit_all: bool, seconds: dict[str, float],
              report_path: Path, log_path: Path, tmp_path: Path, stamp: str, reference: bool,
-             tenants: str) -> TrainOutcome:
+             tenants: str, started: list[str]) -> TrainOutcome:
     import mlflow
 
     from models.register import input_example, log_ensemble, set_alias
 
     with mlflow.start_run(run_name=f"train {feature_service} {stamp}") as parent:
+        started.append(parent.info.run_id)
         clock = time.monotonic()
         mlflow.set_tags({"leadscore.feature_service": feature_service, "leadscore.dataset": dataset,
                          "leadscore.step": "train", "leadscore.refit_all": str(refit_all).lower(),

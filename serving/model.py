@@ -112,12 +112,11 @@ def sentence(tier: str, score: float, positive: list[dict], negative: list[dict]
 def champion_version(name: str, alias: str = "champion") -> str | None:
     """The version the alias points to, or None if it points nowhere."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
 
-    try:
-        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    from models.registry import alias_version
+
+    found = alias_version(MlflowClient(), name, alias)  # RegistryUnavailable if MLflow did not answer
+    return str(found.version) if found is not None else None
 
 
 def load_version(name: str, version: str) -> LoadedModel:

@@ -45,15 +45,34 @@ APP_ID = "leadscore-streams"
 # events per batch at most: reached only with a backlog (live traffic lands every `flush_s`), where each lead's row,
 # online write and changelog state then serve more of its events (measured in docs/streams.md, Throughput)
 DEFAULT_BATCH_SIZE = 20_000
+LAND_GRACE_S = 5.0  # on SIGTERM, how long a batch still being written may take before it is left to the next worker
 
 
 class LeadStreamApp(faust.App):
     """A Faust app whose consumer hands the agent its source topics' messages a fetch at a time (consumer.py)."""
 
     handoff: Handoff | None = None
+    landing: asyncio.Task | None = None  # the batch being written to the stores, if any
 
     def _new_transport(self) -> BatchTransport:
         return BatchTransport(self.conf.broker_consumer, self)
+
+    async def on_stop(self) -> None:
+        """Give the batch in flight LAND_GRACE_S to land, then let it go unacknowledged (a store is down and being
+        retried): Faust's consumer would otherwise wait for its messages forever before it stops. What has landed is
+        committed; the rest is processed again by the next worker (every write is idempotent)."""
+        landing = self.landing
+        if landing is not None and not landing.done():
+            await asyncio.wait({landing}, timeout=LAND_GRACE_S)
+        if landing is not None and not landing.done():
+            landing.cancel()
+        unacked = getattr(self.consumer, "_unacked_messages", None)
+        pending = [m for m in unacked or () if not m.acked]
+        if pending:
+            log.warning("stopping with %d events not landed (a store was unreachable for %.0f s): their offsets are "
+                        "not committed, so the next worker processes them again", len(pending), LAND_GRACE_S)
+            unacked.clear()
+        await super().on_stop()
 
 
 def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s: float = 0.1) -> faust.App:
@@ -147,12 +166,16 @@ def create_app(settings: Settings, batch_size: int = DEFAULT_BATCH_SIZE, flush_s
                 # sends, acknowledgements) and keeps fetching; only this agent touches the table's store
                 folded = await loop.run_in_executor(folder, fold, messages, sink.consent, table, datetime.now(UTC),
                                                     limits)
-                if landing is not None:
-                    await landing  # one batch lands at a time, in order, while the next one folds
+                if landing is not None:  # one batch lands at a time, in order, while the next one folds
+                    await asyncio.wait({landing})
+                    if landing.cancelled() or landing.exception() is not None:
+                        # the worker is stopping (on_stop, or landed_or_stop on a failure): nothing may land after a
+                        # batch that did not; wait to be cancelled with the agent
+                        await loop.create_future()
             except Exception as exc:
                 stop_on(exc)
                 raise
-            landing = asyncio.ensure_future(land(folded, started))
+            landing = app.landing = asyncio.ensure_future(land(folded, started))
             landing.add_done_callback(landed_or_stop)
 
     @app.timer(interval=5.0)

@@ -47,8 +47,8 @@ async def produce(bootstrap: str, items: list[tuple[str, object]], raw: list[tup
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
     try:
+        await producer.start()
         futures = [await producer.send(topic, event.dumps(), key=event.lead_id.encode()) for topic, event in items]
         futures += [await producer.send(topic, value, key=key) for topic, key, value in raw]
         await asyncio.gather(*futures)
