@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from infra.config import Settings
+from infra.process import ServiceError
 from pipelines.csv_read import PARQUET, read_chunks
 from pipelines.file_checks import label_matches, open_checked
 from pipelines.generated_ids import RowIds
@@ -179,11 +181,12 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
 
 
 def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: int = 50_000,
-               progress: bool = True, tenant: str | None = None) -> IngestResult:
+               progress: bool = True, tenant: str | None = None, tries: int = 3) -> IngestResult:
     """Load `path` into the offline store by `spec` for `tenant` (default: the spec's, else the default tenant);
-    see the module docstring."""
-    import psycopg
-    from tqdm import tqdm
+    see the module docstring. If PostgreSQL goes away midway (a restart), the run is recorded failed and the file is
+    read again from the start once PostgreSQL answers, up to `tries` runs: every write is an upsert, so the rows of
+    the chunks committed before are rewritten, not doubled."""
+    from pipelines.ingest_runs import connection_lost, disk_full, wait_for_postgres
 
     path = Path(path)
     if not path.is_file():
@@ -195,7 +198,41 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
             check_tenant(tenant)
         except TenantError as exc:
             raise SpecError(f"--tenant: {exc}") from None
-    result = IngestResult(spec.name, file_sha256(path))
+    sha = file_sha256(path)
+    for attempt in range(1, tries + 1):
+        result = IngestResult(spec.name, sha)
+        try:
+            return _ingest_once(settings, path, spec, chunk_rows, progress, tenant, result)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if disk_full(exc):
+                raise ServiceError(f"PostgreSQL ran out of disk space after {result.rows_loaded} rows of {path.name} "
+                                   f"({first}): the run is marked failed and the dataset partial (not materialized or "
+                                   "trained on until a whole ingest); free space where PostgreSQL keeps its data, "
+                                   "then run the same ingest again") from None
+            if not connection_lost(exc):
+                raise
+            if attempt == tries or not wait_for_postgres(settings):
+                raise ServiceError(f"PostgreSQL went away during the ingest of {path.name} ({first}) and "
+                                   f"{'did not come back' if attempt < tries else f'did again in {tries} runs'}: the "
+                                   "run is marked failed where it could be; run `leadscore infra up`, then the same "
+                                   "ingest again") from None
+            log.warning("PostgreSQL went away after %d rows of %s (%s): reading the file again from the start "
+                        "(run %d of at most %d)", result.rows_read, path.name, first, attempt + 1, tries)
+            if progress:
+                print(f"PostgreSQL went away after {result.rows_read} rows ({first}); it answers again: reading "
+                      f"{path.name} again from the start", file=sys.stderr)
+    raise AssertionError("unreachable")
+
+
+def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: int, progress: bool,
+                 tenant: str | None, result: IngestResult) -> IngestResult:
+    """One run over the whole file, recorded in offline.ingest_runs from its start to its end."""
+    import psycopg
+    from tqdm import tqdm
+
+    from pipelines.ingest_runs import record_failure
+
     pii_key = settings.secret("pii_hmac", create=True).encode()
     dialect, columns = open_checked(path, spec)  # the header, encoding and label file before anything is written
     result.read_as = "" if path.suffix.lower() in PARQUET else dialect.describe()
@@ -216,20 +253,20 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
         try:
             _load_chunks(conn, path, spec, chunk_rows, dialect, pii_key, ids, positives, tenant, seen, guard, result,
                          bar)
+            bar.close()
+            conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'done', rows_read = %s, "
+                         "rows_loaded = %s, rows_rejected = %s WHERE id = %s",
+                         (result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
+            conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
+                         (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
+                                      "loaded": result.rows_loaded, "rejected": result.rows_rejected,
+                                      "erased_skipped": result.rows_erased,
+                                      "read_as": result.read_as}),))
+            conn.commit()
         except BaseException as exc:  # the run's end is recorded however it ends, then the error goes on
             bar.close()
-            _record_failure(settings, run_id, result, exc)
+            record_failure(settings, run_id, (result.rows_read, result.rows_loaded, result.rows_rejected), exc)
             raise
-        bar.close()
-        conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'done', rows_read = %s, "
-                     "rows_loaded = %s, rows_rejected = %s WHERE id = %s",
-                     (result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
-        conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES ('ingest', 'ingest_crm', %s)",
-                     (json.dumps({"dataset": spec.name, "file": path.name, "sha256": result.file_sha256,
-                                  "loaded": result.rows_loaded, "rejected": result.rows_rejected,
-                                  "erased_skipped": result.rows_erased,
-                                  "read_as": result.read_as}),))
-        conn.commit()
     return result
 
 
@@ -246,17 +283,3 @@ def _load_chunks(conn, path: Path, spec: DatasetSpec, chunk_rows: int, dialect, 
             result.rows_rejected += len(checked.rejects)
             result.reasons.update(r.split(":")[0] for r in checked.rejects["reason"])
             bar.update(consumed - bar.n)
-
-
-def _record_failure(settings: Settings, run_id: int, result: IngestResult, exc: BaseException) -> None:
-    """Mark the run failed with its reason, on a connection of its own (the run's may be what failed)."""
-    import psycopg
-
-    reason = (f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")[:500]
-    try:
-        with psycopg.connect(settings.pg_dsn(), connect_timeout=5) as conn:
-            conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'failed', reason = %s, "
-                         "rows_read = %s, rows_loaded = %s, rows_rejected = %s WHERE id = %s",
-                         (reason, result.rows_read, result.rows_loaded, result.rows_rejected, run_id))
-    except psycopg.Error as err:  # PostgreSQL itself is gone: say so beside the error that ended the run
-        log.warning("ingest run %s failed (%s) and its end could not be recorded: %s", run_id, reason, err)

@@ -9,6 +9,7 @@ granted, unexpired `scoring` consent; the online rows of leads without one are d
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from compliance.children import unprotected_minor
 from infra.config import Settings
+from infra.process import ServiceError
+
+log = logging.getLogger("leadscore.materialize")
 
 BATCH_ROWS = 20_000
 FEAST_KINDS = {"String": "string", "Int64": "int", "Int32": "int", "Float64": "float", "Float32": "float",
@@ -111,6 +115,29 @@ class OnlineWriter:
         return len(rows)
 
 
+REDIS_WAIT_S = 60.0  # how long a materialization waits for Redis to answer again before it gives up
+
+
+def _write_retrying(writer: OnlineWriter, rows: list[tuple], wait_s: float = REDIS_WAIT_S) -> int:
+    """writer.write(rows), retried with back-off while Redis does not answer (a restart); every write is an HSET of
+    the same values, so a retried batch is written once in effect."""
+    import redis
+
+    deadline, delay = time.monotonic() + wait_s, 0.5
+    while True:
+        try:
+            return writer.write(rows)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise ServiceError(f"Redis did not answer for {wait_s:.0f} s while materializing {writer.fv.name} "
+                                   f"({exc}): nothing was recorded as materialized, so the next run writes the whole "
+                                   "window again; check it with `leadscore infra status`") from None
+            log.warning("Redis did not answer while materializing %s (%s); retrying in %.1f s", writer.fv.name, exc,
+                        delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def _timestamp_seconds(raw: bytes | None) -> float | None:
     """Seconds of a serialized google.protobuf.Timestamp (None if absent)."""
     if raw is None:
@@ -144,7 +171,7 @@ def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # no
         cur.execute(sql, params)
         writer = OnlineWriter(store, fv)
         while rows := cur.fetchmany(BATCH_ROWS):
-            written += writer.write(rows)
+            written += _write_retrying(writer, rows)
     skipped = 0
     if lead_keyed:
         skipped = _forget_without_consent(store, fv, conn, since)
@@ -174,12 +201,22 @@ def _forget_without_consent(store, fv, conn, since: datetime) -> int:  # noqa: A
     return len(rows)
 
 
+def _partial(conn, table: str | None) -> str | None:  # noqa: ANN001
+    """Why the ingested dataset behind `table` (offline.<dataset>) is partial, or None."""
+    from pipelines.ingest_runs import unfinished
+
+    if not table or not table.startswith("offline."):
+        return None
+    return unfinished(conn, table.split(".", 1)[1])
+
+
 def materialize(settings: Settings, views: list[str] | None = None,
                 repo_path: Path | None = None) -> list[MaterializeResult]:
     """Materialize every online feature view (or `views`), under a lock; record each run."""
     import psycopg
 
     from pipelines.feature_store import FEATURE_REPO, feature_store
+    from pipelines.ingest_runs import PartialDataset
 
     store = feature_store(settings, repo_path or FEATURE_REPO)
     chosen = [fv for fv in store.list_feature_views() if fv.online and (not views or fv.name in views)]
@@ -200,6 +237,12 @@ def materialize(settings: Settings, views: list[str] | None = None,
                                          "ingest its dataset first (leadscore ingest crm FILE --spec ...)")
                     results.append(MaterializeResult(fv.name, end, end, 0, 0, 0.0, f"skipped: no table {table} yet "
                                                      "(its dataset was never ingested)"))
+                    continue
+                partial = _partial(conn, table)
+                if partial:  # a dataset whose newest ingest did not finish is not served (pipelines/ingest_runs.py)
+                    if views:
+                        raise PartialDataset(f"feature view {fv.name} was not materialized: {partial}")
+                    results.append(MaterializeResult(fv.name, end, end, 0, 0, 0.0, f"skipped: {partial}"))
                     continue
                 try:
                     result = materialize_view(store, fv, conn, end)

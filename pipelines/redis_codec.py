@@ -95,6 +95,8 @@ def resp_command(args: Sequence[bytes]) -> bytes:
 
 def send_pipelined(client, commands: Iterable[bytes], count: int) -> None:  # noqa: ANN001 - redis.Redis
     """Send pre-encoded RESP commands on one connection and read every reply; raise on the first error."""
+    import redis
+
     conn = client.connection_pool.get_connection()
     try:
         conn.send_packed_command([b"".join(commands)], check_health=False)
@@ -102,10 +104,15 @@ def send_pipelined(client, commands: Iterable[bytes], count: int) -> None:  # no
         for _ in range(count):
             try:
                 conn.read_response()
-            except Exception as exc:  # noqa: BLE001 - collect, raise below after draining replies
+            except (redis.ConnectionError, redis.TimeoutError):
+                raise  # Redis went away (the world's fault): the caller retries; the connection is dropped below
+            except Exception as exc:  # noqa: BLE001 - a refused command: collect, raise below after draining replies
                 errors.append(exc)
         if errors:
             raise RuntimeError(f"Redis refused {len(errors)} of {count} writes: {errors[0]}")
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        conn.disconnect()  # a half-read reply must never be reused
+        raise
     finally:
         client.connection_pool.release(conn)
 
@@ -140,6 +147,10 @@ def hmget_many(client, keys: Sequence[bytes], fields: Sequence[bytes]) -> list[l
             reader.feed(data)
             while (reply := reader.gets()) is not False:
                 if isinstance(reply, hiredis.ReplyError):
+                    if str(reply).startswith(("LOADING", "BUSY", "MASTERDOWN", "TRYAGAIN")):
+                        # Redis is up but not serving yet (loading its dataset after a restart): unavailable, as
+                        # redis-py says it (BusyLoadingError is a ConnectionError), not a refusal of the request
+                        raise redis.exceptions.BusyLoadingError(str(reply))
                     raise redis.exceptions.ResponseError(str(reply))
                 replies.append(reply)
         ok = True

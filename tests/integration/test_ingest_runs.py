@@ -62,6 +62,10 @@ def test_a_run_stopped_midway_is_recorded_failed_with_its_reason(settings: Setti
     status, finished, reason, _ = runs[-1]
     assert (status, finished) == ("failed", True) and reason.startswith("KeyboardInterrupt"), runs
     assert 300 < _loaded(settings, name) < 400_000 + 300  # the chunks before the stop stay, as each was committed
+    from pipelines.ingest_runs import unfinished
+
+    with psycopg.connect(settings.pg_dsn()) as conn:  # and the dataset is partial: not materialized nor trained on
+        assert "its last ingest of big.csv" in (unfinished(conn, name) or ""), unfinished(conn, name)
 
 
 def _loaded(settings: Settings, name: str) -> int:

@@ -70,3 +70,53 @@ def test_postgres_down_gives_a_fast_503_and_scores_again_once_it_is_back(setup, 
     finally:
         stack.up(settings, say=lambda _: None)
     wait_for(lambda: post(url, "/score", {"lead_id": leads[3]}, key).status_code == 200, timeout=30)
+
+
+@pytest.mark.parametrize("server", ["redis", "postgres"])
+def test_a_scoring_burst_across_a_restart_gets_scores_or_clear_503s_and_nothing_else(setup, settings: Settings,  # noqa: ANN001
+                                                                                     server: str) -> None:
+    """Eight clients score without pause while the server is stopped and started again: every answer is a score
+    or a 503 naming the dependency, none takes more than a few seconds, and scores come back without a restart."""
+    import threading
+
+    from infra import stack
+    from infra.postgres import Postgres
+    from infra.servers import Redis
+
+    url, key, leads = setup
+    answers: list[tuple[int, float, str]] = []
+    stop = threading.Event()
+
+    def client(i: int) -> None:
+        n = 0
+        while not stop.is_set():
+            lead = leads[(i * 7 + n) % len(leads)]
+            n += 1
+            try:
+                r, took = _timed(url, lead, key)
+                answers.append((r.status_code, took, r.json().get("dependency", "") if r.status_code != 200 else ""))
+            except httpx.HTTPError as exc:
+                answers.append((0, 10.0, type(exc).__name__))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1)
+        (Redis(settings) if server == "redis" else Postgres(settings)).stop()
+        time.sleep(3)
+        stack.up(settings, say=lambda _: None)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (answers and answers[-1][0] == 200 and
+                                                   all(a[0] == 200 for a in answers[-20:])):
+            time.sleep(0.2)
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    kinds = {(status, dep) for status, _, dep in answers}
+    assert kinds <= {(200, ""), (503, server)}, sorted(kinds)
+    assert (503, server) in kinds, "the burst never met the stopped server"
+    assert max(took for _, took, _ in answers) < 5.0, max(took for _, took, _ in answers)
+    assert all(status == 200 for status, _, _ in answers[-20:]), answers[-20:]

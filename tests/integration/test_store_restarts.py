@@ -1,0 +1,108 @@
+"""The fault matrix's batch cases (issue #17): PostgreSQL restarted while a training set is built, Redis restarted
+while a materialization writes. Each outlives the restart and ends with exactly what it ends with undisturbed."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.config import Settings
+from tests.conftest import REPO, SHARED_DATA
+from tests.integration.test_dataset_drop import _spec
+from tests.integration.test_ingest_runs import _file
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:  # noqa: ANN001
+    out: dict = {}
+
+    def run() -> None:
+        try:
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            out["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_postgres_restarted_while_a_training_set_is_built_gives_the_same_set(settings: Settings,
+                                                                           applied_store) -> None:  # noqa: ANN001
+    from infra import stack
+    from infra.postgres import Postgres
+    from pipelines.ingest import ingest_crm
+    from pipelines.spec import load_spec
+    from pipelines.training_data import APPLICATION, build_training_set
+
+    spec = load_spec(REPO / "feature_repo/datasets/xeducation.yaml")
+    ingest_crm(settings, SHARED_DATA / "xeducation_Leads.csv", spec, progress=False)
+    reference = build_training_set(settings, "xeducation_v1", store=applied_store)
+    thread, out = _in_thread(build_training_set, settings, "xeducation_v1", store=applied_store)
+    caught = False
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while thread.is_alive() and time.monotonic() < deadline:
+            busy = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND state = "
+                                "'active'", (APPLICATION,)).fetchone()[0]
+            if busy:
+                caught = True
+                break
+            time.sleep(0.01)
+    assert caught, "the build ended before PostgreSQL could be stopped under it"
+    Postgres(settings).stop()
+    time.sleep(2)
+    stack.up(settings, say=lambda _: None)
+    thread.join(300)
+    assert "error" not in out, repr(out.get("error"))
+    frame = out["value"]
+    assert frame.equals(reference), "the set built across the restart differs from the one built undisturbed"
+
+
+def test_redis_restarted_while_a_materialization_writes_puts_every_row_online(settings: Settings,
+                                                                            tmp_path: Path) -> None:
+    from infra import stack
+    from infra.servers import Redis
+    from pipelines.dataset import drop_dataset
+    from pipelines.feature_store import FEATURE_REPO, apply, feature_store
+    from pipelines.ingest import ingest_crm
+    from pipelines.materialize import materialize
+    from pipelines.redis_codec import EntityKeyCodec
+    from pipelines.spec import load_spec
+
+    name = "test_materialize_restart"
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(FEATURE_REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    spec = _spec(repo / "datasets", name)
+    apply(settings, repo)
+    store = feature_store(settings, repo)
+    rows = 120_000
+    ingest_crm(settings, _file(tmp_path / "leads.csv", rows), load_spec(spec), progress=False)
+    client = store._get_provider().online_store._get_client(store.config.online_store)
+    before = client.dbsize()
+    thread, out = _in_thread(materialize, settings, [name], repo_path=repo)
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline and client.dbsize() < before + 1000:
+        time.sleep(0.01)
+    assert thread.is_alive(), f"the materialization ended before Redis could be stopped under it: {out}"
+    Redis(settings).stop()
+    time.sleep(2)
+    stack.up(settings, say=lambda _: None)
+    thread.join(300)
+    assert "error" not in out, repr(out.get("error"))
+    assert out["value"][0].rows_written == rows, out["value"]
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        leads = [r[0] for r in conn.execute(f"SELECT lead_id FROM offline.{name}")]
+    codec = EntityKeyCodec("lead_id", store.project)
+    client = store._get_provider().online_store._get_client(store.config.online_store)
+    pipe = client.pipeline(transaction=False)
+    for lead in leads:
+        pipe.hexists(codec.key(lead), f"_ts:{name}".encode())
+    assert all(pipe.execute()), "a row is missing online after the restart"
+    drop_dataset(settings, name, folder=repo / "datasets", repo_path=repo)
