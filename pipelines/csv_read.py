@@ -46,6 +46,7 @@ class Dialect:
     decimal: str = "."
     thousands: str | None = None
     detected: dict[str, str] = field(default_factory=dict)  # setting -> why it was chosen
+    bad_lines: int = 0  # lines whose bytes are not `encoding`: read with U+FFFD in their place, their rows rejected
 
     def describe(self) -> str:
         """One phrase, e.g. `separator ';' (detected), quote '"', encoding cp1252 (detected: not valid UTF-8)`."""
@@ -58,6 +59,8 @@ class Dialect:
             why = self.detected.get(name)
             parts.append(f"{name} {shown}" + (f" (detected{': ' + why if why else ''})" if name in self.detected
                                               else ""))
+        if self.bad_lines:
+            parts.append(f"{self.bad_lines} line(s) with bytes that are not {self.encoding} (their rows rejected)")
         return ", ".join(parts)
 
 
@@ -91,6 +94,52 @@ def first_bad_byte(path: Path, encoding: str) -> tuple[int, int, int] | None:
                 return None
 
 
+BAD_LINE_SHARE = 0.01  # at most this share of a file's lines may hold bytes its encoding cannot read (rows rejected)
+
+
+def scan_lines(path: Path, encoding: str, limit: int | None = None) -> tuple[int, int, bool]:
+    """(lines whose bytes `encoding` cannot decode, stopping after `limit`; lines read; whether the lines that do
+    decode hold any non-ASCII byte). For encodings in which a newline byte is always a newline (not UTF-16)."""
+    bad, lines, non_ascii, carry = 0, 0, False, b""
+    stream, raw = _open(path)
+    with raw, stream:
+        while True:
+            block = stream.read(BLOCK_BYTES)
+            data = carry + block
+            if not data:
+                break
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            part, carry = data[:cut], data[cut:]
+            try:
+                part.decode(encoding)
+                non_ascii = non_ascii or not part.isascii()
+            except UnicodeDecodeError:
+                for line in part.split(b"\n"):
+                    try:
+                        line.decode(encoding)
+                        non_ascii = non_ascii or not line.isascii()
+                    except UnicodeDecodeError:
+                        bad += 1
+                        if limit is not None and bad > limit:
+                            return bad, lines, non_ascii
+            lines += part.count(b"\n")
+            if not block:
+                lines += bool(part) and not part.endswith(b"\n")
+                break
+    return bad, lines, non_ascii
+
+
+def few_bad_lines(path: Path, encoding: str) -> int:
+    """How many lines `encoding` cannot read, if they are few: at most BAD_LINE_SHARE of the file's lines, and the
+    other lines hold non-ASCII text that does decode (so the encoding is really the file's, not a guess that only
+    ASCII fits); else 0. Those rows are rejected one by one instead of the whole file."""
+    if encoding.lower().replace("_", "-").startswith(("utf-16", "utf-32")):
+        return 0
+    bad, lines, non_ascii = scan_lines(path, encoding)
+    few = 0 < bad <= max(1, int(lines * BAD_LINE_SHARE)) and non_ascii
+    return bad if few else 0
+
+
 def detect_encoding(path: Path) -> tuple[str, str]:
     """(encoding, why): a byte-order mark, else UTF-8 if the whole file decodes, else cp1252, else latin-1."""
     stream, raw = _open(path)
@@ -104,6 +153,9 @@ def detect_encoding(path: Path) -> tuple[str, str]:
     if bad is None:
         return "utf-8", ""
     where = f"byte 0x{bad[2]:02x} on line {bad[0]} is not UTF-8"
+    few = few_bad_lines(path, "utf-8")
+    if few:
+        return "utf-8", f"{where}, as on {few - 1} other line(s); the rest is UTF-8 text"
     if first_bad_byte(path, "cp1252") is None:
         return "cp1252", f"{where}; every byte is cp1252 (Windows Western European)"
     return "latin-1", f"{where}, nor is every byte cp1252"
@@ -186,10 +238,12 @@ def resolve_dialect(path: Path, given: CsvSpec | None = None) -> Dialect:
     path = Path(path)
     given = given or CsvSpec()
     detected: dict[str, str] = {}
+    bad_lines = 0
     if given.encoding:
         encoding = given.encoding
         bad = first_bad_byte(path, encoding)
-        if bad is not None:
+        bad_lines = few_bad_lines(path, encoding) if bad is not None else 0
+        if bad is not None and not bad_lines:
             line, offset, byte = bad
             guess, _ = detect_encoding(path)
             raise SpecError(f"{path.name}: line {line} (byte offset {offset}) has byte 0x{byte:02x}, which is not "
@@ -198,6 +252,7 @@ def resolve_dialect(path: Path, given: CsvSpec | None = None) -> Dialect:
     else:
         encoding, why = detect_encoding(path)
         detected["encoding"] = why
+        bad_lines = few_bad_lines(path, encoding) if encoding == "utf-8" and why else 0
     text = sample_text(path, encoding)
     if given.separator:
         separator, quote = given.separator, given.quote or guess_quote(text, given.separator)
@@ -213,7 +268,7 @@ def resolve_dialect(path: Path, given: CsvSpec | None = None) -> Dialect:
         if thousands is None and guessed:
             thousands = guessed
             detected["thousands"] = ""
-    return Dialect(separator, quote, encoding, decimal, thousands, detected)
+    return Dialect(separator, quote, encoding, decimal, thousands, detected, bad_lines)
 
 
 def _parser_error(path: Path, exc: Exception, dialect: Dialect) -> SpecError:
@@ -244,7 +299,9 @@ def read_chunks(path: Path, chunk_rows: int, dialect: Dialect | None = None,
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
             reader = pd.read_csv(stream, sep=dialect.separator, quotechar=dialect.quote, encoding=dialect.encoding,
-                                 dtype=str, keep_default_na=False, chunksize=chunk_rows, nrows=nrows, index_col=False)
+                                 dtype=str, keep_default_na=False, chunksize=chunk_rows, nrows=nrows, index_col=False,
+                                 # the few lines found unreadable: U+FFFD in place of their bad bytes, rows rejected
+                                 encoding_errors="replace" if dialect.bad_lines else "strict")
             for chunk in reader:
                 yield chunk, raw.tell()
         except pd.errors.ParserWarning:
@@ -290,7 +347,8 @@ def read_header(path: Path, dialect: Dialect) -> list[str]:
     with raw, stream:
         try:
             return list(pd.read_csv(stream, sep=dialect.separator, quotechar=dialect.quote, encoding=dialect.encoding,
-                                    dtype=str, nrows=0, index_col=False).columns)
+                                    dtype=str, nrows=0, index_col=False,
+                                    encoding_errors="replace" if dialect.bad_lines else "strict").columns)
         except pd.errors.EmptyDataError:
             raise SpecError(f"{path.name} is empty: it has no header line") from None
 

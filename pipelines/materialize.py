@@ -210,9 +210,32 @@ def _partial(conn, table: str | None) -> str | None:  # noqa: ANN001
     return unfinished(conn, table.split(".", 1)[1])
 
 
-def materialize(settings: Settings, views: list[str] | None = None,
-                repo_path: Path | None = None) -> list[MaterializeResult]:
-    """Materialize every online feature view (or `views`), under a lock; record each run."""
+APPLICATION = "leadscore-materialize"  # its connection's application_name (pg_stat_activity)
+
+
+def materialize(settings: Settings, views: list[str] | None = None, repo_path: Path | None = None,
+                tries: int = 3) -> list[MaterializeResult]:
+    """Materialize every online feature view (or `views`), under a lock; record each run. If PostgreSQL goes away
+    midway (a restart), the materialization runs again once it answers, up to `tries` times: a view whose window
+    was recorded starts from there, the others from their last recorded window (online writes skip older rows)."""
+    from pipelines.ingest_runs import connection_lost, wait_for_postgres
+
+    for attempt in range(1, tries + 1):
+        try:
+            return _materialize(settings, views, repo_path)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            if attempt == tries or not wait_for_postgres(settings):
+                raise ServiceError(f"PostgreSQL went away during the materialization ({first}): run `leadscore "
+                                   "infra up`, then this again (what was recorded is not written twice)") from None
+            log.warning("PostgreSQL went away during the materialization (%s); it answers again: materializing "
+                        "again (attempt %d of %d)", first, attempt + 1, tries)
+    raise AssertionError("unreachable")
+
+
+def _materialize(settings: Settings, views: list[str] | None, repo_path: Path | None) -> list[MaterializeResult]:
     import psycopg
 
     from pipelines.feature_store import FEATURE_REPO, feature_store
@@ -224,7 +247,7 @@ def materialize(settings: Settings, views: list[str] | None = None,
         known = sorted(fv.name for fv in store.list_feature_views())
         raise ValueError(f"unknown feature view(s) {sorted(set(views) - {fv.name for fv in chosen})}; known: {known}")
     results = []
-    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+    with psycopg.connect(f"{settings.pg_dsn()}?application_name={APPLICATION}", autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0]:
             raise RuntimeError("another materialization is running; this run was skipped (it holds the lock)")
         try:

@@ -93,6 +93,11 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         if mask.any():
             reasons[mask] = message[mask] if isinstance(message, pd.Series) else message
 
+    if dialect.bad_lines:  # bytes the file's encoding cannot read, replaced by U+FFFD when read: the row is refused
+        for col in raw.columns:
+            fail(raw[col].str.contains("\ufffd", regex=False, na=False),
+                 f"bytes that are not {dialect.encoding} in column '{col}' (read as U+FFFD; if the whole file is in "
+                 "another encoding, set it in the spec's `csv: {encoding: ...}`)")
     if spec.entity.generate:  # from the raw values, before PII is hashed
         ids = ids or RowIds(spec, pii_key)
         generated = ids(raw, first_row)

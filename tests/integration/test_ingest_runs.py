@@ -79,3 +79,27 @@ def _leadscore_argv() -> list[str]:
 
     script = Path(sys.executable).parent / "leadscore"
     return [str(script)] if script.exists() else [sys.executable, "-m", "infra"]
+
+
+def test_a_few_unreadable_bytes_reject_their_rows_only(settings: Settings, tmp_path: Path,
+                                                       stack_env_vars: dict[str, str]) -> None:
+    """A UTF-8 export with two corrupted rows: those two are rejected into offline.ingest_rejects with the column and
+    the option that fixes a wrong encoding; every other row is loaded with its accents intact."""
+    name = "test_ingest_bad_bytes"
+    spec = _spec(tmp_path / "specs", name)
+    path = _file(tmp_path / "export.csv", 500)
+    data = path.read_bytes().split(b"\r\n")
+    data[10] = data[10].replace(b"Lead", b"Le\xffd")
+    data[20] = data[20].replace(b"Lead", b"Le\xfed")
+    path.write_bytes(b"\r\n".join(data))
+    done = leadscore(["ingest", "crm", str(path), "--spec", str(spec)], stack_env_vars)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "read 500, loaded 498, rejected 2" in done.stdout, done.stdout
+    assert "2 line(s) with bytes that are not utf-8" in done.stdout
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        rejects = conn.execute("SELECT row_number, reason FROM offline.ingest_rejects WHERE dataset = %s ORDER BY 1",
+                               (name,)).fetchall()
+    assert [r[0] for r in rejects] == [10, 20], rejects
+    assert all(r[1].startswith("bytes that are not utf-8 in column 'Nom'") and "csv: {encoding" in r[1]
+               for r in rejects), rejects
+    assert _runs(settings, name)[-1][:2] == ("done", True)

@@ -106,3 +106,4 @@ def test_redis_restarted_while_a_materialization_writes_puts_every_row_online(se
         pipe.hexists(codec.key(lead), f"_ts:{name}".encode())
     assert all(pipe.execute()), "a row is missing online after the restart"
     drop_dataset(settings, name, folder=repo / "datasets", repo_path=repo)
+

@@ -196,3 +196,39 @@ def test_ingest_and_training_frames_share_one_reader() -> None:
 
     assert pipelines.ingest.read_chunks is csv_read.read_chunks
     assert models.data.read_table is csv_read.read_table
+
+
+def _export_with_bad_rows(tmp_path: Path, bad: int, rows: int = 300) -> Path:
+    """A UTF-8 export (accented names) in which `bad` rows hold a byte UTF-8 cannot read (0xff)."""
+    body = [b"id;name;balance;won"]
+    for i in range(rows):
+        name = "Amélie".encode() if i >= bad else b"Am\xfflie"
+        body.append(b"L%d;%s;%d,5;%d" % (i, name, i, i % 2))
+    path = tmp_path / "crm.csv"
+    path.write_bytes(b"\r\n".join(body) + b"\r\n")
+    return path
+
+
+@pytest.mark.parametrize("csv_block", ["", "csv: {encoding: utf-8}"])
+def test_a_few_unreadable_rows_are_rejected_one_by_one_not_the_whole_file(tmp_path: Path, csv_block: str) -> None:
+    from pipelines.csv_read import read_chunks
+    from pipelines.validate import check_chunk
+
+    path = _export_with_bad_rows(tmp_path, bad=2)
+    spec = load_spec(_spec(tmp_path, csv_block))
+    dialect = resolve_dialect(path, spec.csv)
+    assert (dialect.encoding, dialect.bad_lines) == ("utf-8", 2)
+    assert "2 line(s) with bytes that are not utf-8 (their rows rejected)" in dialect.describe()
+    (chunk, _), = read_chunks(path, 1000, dialect)
+    checked = check_chunk(chunk, spec, 1, b"k" * 32, dialect=dialect)
+    assert checked.rejects["row_number"].tolist() == [1, 2]
+    assert all(r.startswith("bytes that are not utf-8 in column 'name'") for r in checked.rejects["reason"])
+    assert len(checked.features) == 298 and set(checked.features["name"]) == {"Amélie"}
+
+
+def test_many_unreadable_rows_mean_another_encoding_not_rejects(tmp_path: Path) -> None:
+    path = _export_with_bad_rows(tmp_path, bad=30)  # 10 % of the rows: the file is not UTF-8
+    dialect = resolve_dialect(path)
+    assert dialect.encoding != "utf-8" and dialect.bad_lines == 0
+    with pytest.raises(SpecError, match="line 2 .* has byte 0xff, which is not utf-8"):
+        resolve_dialect(path, load_spec(_spec(tmp_path, "csv: {encoding: utf-8}")).csv)
