@@ -23,6 +23,7 @@ _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MLFLOW_USERS = {"admin": "admin", "trainer": "leadscore-trainer", "serving": "leadscore-serving"}
 # Redis ACL users besides `default` (infra/servers.py): passwords in secrets/redis_<role>.password
 REDIS_USERS = {"serving": "leadscore-serving", "admin": "leadscore-admin"}
+REDIS_SOCKET_TIMEOUT_S = 20  # the pipelines' Redis reads and writes (a pipelined batch of 20,000 rows takes < 1 s)
 FEAST_PROJECT = "leadscore"  # feature_repo/feature_store.yaml: every online key ends with it
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
@@ -248,7 +249,10 @@ class Settings:
             "LEADSCORE_PG_USER": self.pg_user,
             "LEADSCORE_PG_PASSWORD": self.secret("pg"),
             "LEADSCORE_FEAST_REGISTRY_URL": self.sqlalchemy_url(),
-            "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},password={self.secret('redis')}",
+            # socket timeouts: a Redis that stops answering on an open connection (a restart whose old socket was
+            # never closed) is a TimeoutError the pipelines retry, never a read that waits forever
+            "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},password={self.secret('redis')},"
+                                          f"socket_timeout={REDIS_SOCKET_TIMEOUT_S},socket_connect_timeout=5",
         }
 
     def mlflow_login(self, user: str = "trainer") -> tuple[str, str] | None:

@@ -13,49 +13,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from pipelines.streams.parse import CHECKS, MAX_STR, MAX_TEXT, RANGES, SCHEMAS, BadEvent, EventLimits, parse
-from pipelines.streams.schema import SOURCE_TOPICS
+from tests.event_strategies import REASONS, events
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 LIMITS = EventLimits(timedelta(minutes=5), timedelta(days=30))
-REASONS = {"unparseable", "missing_field", "invalid_value", "future_event_time", "stale_event_time", "too_long",
-           "unknown_field", "key_mismatch"}
-
-texts = st.one_of(st.text(max_size=30), st.text(alphabet=st.characters(codec=None), max_size=30),
-                  st.sampled_from(["hello\x00world", "\ud800", "x" * (MAX_STR + 1), "y" * (MAX_TEXT + 1), ""]))
-numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**400, 10**400),
-                    st.sampled_from([1e308, -100_000.0, 86_400.0, 86_400.5, 0.0]))
-times = st.one_of(st.datetimes(timezones=st.sampled_from([UTC, None])).map(lambda d: d.isoformat()),
-                  st.sampled_from([(NOW - timedelta(days=29)).isoformat(), (NOW + timedelta(minutes=4)).isoformat(),
-                                   "1970-01-01T00:00:00Z", "not a time"]))
-anything = st.one_of(st.none(), st.booleans(), texts, numbers, st.lists(st.integers(), max_size=2))
-
-
-VALID = {"str": "L-1", "float": 12.5, "datetime": (NOW - timedelta(hours=1)).isoformat()}
-
-
-@st.composite
-def events(draw: st.DrawFn) -> tuple[str, dict]:
-    """A valid event of a topic with one to three fields replaced by arbitrary values (or left out)."""
-    topic = draw(st.sampled_from(SOURCE_TOPICS))
-    fields, _ = SCHEMAS[topic]
-    allowed = dict(CHECKS[topic])
-    body = {name: sorted(allowed[name])[0] if name in allowed else VALID[kind] for name, kind, _ in fields
-            if name != "tenant"}
-    for name, kind, _optional in draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3, unique=True)):
-        typed = {"str": texts, "float": numbers, "datetime": times}[kind]
-        choices = [typed, typed, anything] + ([st.sampled_from(sorted(allowed[name]))] if name in allowed else [])
-        if name == "tenant":
-            choices.append(st.sampled_from(["acme", "default"]))
-        if draw(st.integers(0, 9)) == 0:
-            body.pop(name, None)  # a field left out
-        else:
-            body[name] = draw(st.one_of(*choices))
-    if draw(st.integers(0, 19)) == 0:
-        body[draw(st.text(min_size=1, max_size=8))] = draw(anything)  # an unknown field, now and then
-    return topic, body
 
 
 def _stored_as_is(event, topic: str) -> None:  # noqa: ANN001 - the parsed SimpleNamespace
@@ -76,7 +39,7 @@ def _stored_as_is(event, topic: str) -> None:  # noqa: ANN001 - the parsed Simpl
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-@given(events())
+@given(events(NOW))
 def test_every_generated_event_parses_within_its_ranges_or_is_a_dead_letter_with_a_reason(case) -> None:  # noqa: ANN001
     topic, body = case
     try:
