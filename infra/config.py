@@ -23,6 +23,9 @@ _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MLFLOW_USERS = {"admin": "admin", "trainer": "leadscore-trainer", "serving": "leadscore-serving"}
 # Redis ACL users besides `default` (infra/servers.py): passwords in secrets/redis_<role>.password
 REDIS_USERS = {"serving": "leadscore-serving", "admin": "leadscore-admin"}
+# PostgreSQL login roles per component besides the owner (infra/roles.py; grants in infra/migrations/0014_*):
+# passwords in secrets/pg_<component>.password
+PG_ROLES = {"serving": "leadscore_serving"}
 REDIS_SOCKET_TIMEOUT_S = 20  # the pipelines' Redis reads and writes (a pipelined batch of 20,000 rows takes < 1 s)
 FEAST_PROJECT = "leadscore"  # feature_repo/feature_store.yaml: every online key ends with it
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -156,14 +159,21 @@ class Settings:
         return value
 
     # --- derived addresses ---
-    def pg_dsn(self, database: str | None = None) -> str:
-        """libpq DSN for psycopg."""
-        password = quote(self.secret("pg"), safe="")
-        return f"postgresql://{self.pg_user}:{password}@{self.pg_host}:{self.postgres_port}/{database or self.pg_db}"
+    def pg_dsn(self, database: str | None = None, role: str | None = None) -> str:
+        """libpq DSN for psycopg: as the owner, or as a component's login role (`serving`: PG_ROLES)."""
+        user, password = self.pg_login(role)
+        return (f"postgresql://{user}:{quote(password, safe='')}@{self.pg_host}:{self.postgres_port}/"
+                f"{database or self.pg_db}")
 
-    def sqlalchemy_url(self, database: str | None = None) -> str:
+    def pg_login(self, role: str | None = None) -> tuple[str, str]:
+        """(user, password) of the owner (None) or of a component's role."""
+        if role is None:
+            return self.pg_user, self.secret("pg")
+        return PG_ROLES[role], self.secret(f"pg_{role}")
+
+    def sqlalchemy_url(self, database: str | None = None, role: str | None = None) -> str:
         """SQLAlchemy URL (psycopg 3 driver), as MLflow and Feast's SQL registry want it."""
-        return self.pg_dsn(database).replace("postgresql://", "postgresql+psycopg://", 1)
+        return self.pg_dsn(database, role).replace("postgresql://", "postgresql+psycopg://", 1)
 
     @property
     def mlflow_backend_uri(self) -> str:
@@ -240,20 +250,29 @@ class Settings:
                                          ssl_context=options.get("ssl_context"), mechanism=options["sasl_mechanism"])
         return faust.SSLCredentials(options["ssl_context"]) if "ssl_context" in options else None
 
-    def feast_env(self) -> dict[str, str]:
-        """The variables feature_repo/feature_store.yaml expands (Feast reads ${VAR} from the environment)."""
+    def feast_env(self, role: str | None = None) -> dict[str, str]:
+        """The variables feature_repo/feature_store.yaml expands (Feast reads ${VAR} from the environment), with
+        PostgreSQL as the owner or as a component's role (the scoring service reads the registry as `serving`)."""
+        user, password = self.pg_login(role)
         return {
             "LEADSCORE_PG_HOST": self.pg_host,
             "LEADSCORE_POSTGRES_PORT": str(self.postgres_port),
             "LEADSCORE_PG_DB": self.pg_db,
-            "LEADSCORE_PG_USER": self.pg_user,
-            "LEADSCORE_PG_PASSWORD": self.secret("pg"),
-            "LEADSCORE_FEAST_REGISTRY_URL": self.sqlalchemy_url(),
+            "LEADSCORE_PG_USER": user,
+            "LEADSCORE_PG_PASSWORD": password,
+            "LEADSCORE_FEAST_REGISTRY_URL": self.sqlalchemy_url(role=role),
             # socket timeouts: a Redis that stops answering on an open connection (a restart whose old socket was
             # never closed) is a TimeoutError the pipelines retry, never a read that waits forever
-            "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},password={self.secret('redis')},"
+            "LEADSCORE_REDIS_CONNECTION": f"{self.redis_host}:{self.redis_port},{self._redis_login(role)},"
                                           f"socket_timeout={REDIS_SOCKET_TIMEOUT_S},socket_connect_timeout=5",
         }
+
+    def _redis_login(self, role: str | None) -> str:
+        """Feast's connection-string credentials: the pipelines' `default` user, or the serving role's read-only
+        Redis user."""
+        if role == "serving":
+            return f"username={REDIS_USERS['serving']},password={self.secret('redis_serving')}"
+        return f"password={self.secret('redis')}"
 
     def mlflow_login(self, user: str = "trainer") -> tuple[str, str] | None:
         """(username, password) of one of the registry's users: `trainer` (train, promote, monitor, privacy: creates

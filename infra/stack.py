@@ -15,6 +15,7 @@ from infra.mlflow_server import MLflowServer
 from infra.monitor_servers import EvidentlyUI, Prometheus
 from infra.postgres import Postgres
 from infra.process import ServiceError, ensure_port_free, pid_alive, wait_until
+from infra.roles import ensure_login_roles
 from infra.servers import Broker, Redis, Server, ServingServer, answers
 
 
@@ -87,6 +88,7 @@ def up(settings: Settings, say: Callable[[str], None] = print) -> list[ServiceSt
     independent[0].ensure_databases()
     for name in apply_migrations(settings):
         say(f"applied migration {name}")
+    ensure_login_roles(settings)
     t0 = time.monotonic()
     pid = mlflow.start()
     if pid:

@@ -10,9 +10,12 @@ from infra.config import REPO_ROOT, Settings
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 
 
-def feature_store(settings: Settings, repo_path: Path = FEATURE_REPO):  # noqa: ANN201 - feast.FeatureStore
-    """A feast.FeatureStore for `repo_path`; sets the ${VAR}s its feature_store.yaml expands in this process."""
-    os.environ.update(settings.feast_env())
+def feature_store(settings: Settings, repo_path: Path = FEATURE_REPO,  # noqa: ANN201 - feast.FeatureStore
+                  role: str | None = None):
+    """A feast.FeatureStore for `repo_path`; sets the ${VAR}s its feature_store.yaml expands in this process
+    (PostgreSQL and Redis as the owner, or as a component's role: `serving` reads the registry and the online
+    store only)."""
+    os.environ.update(settings.feast_env(role))
     from feast import FeatureStore
 
     return FeatureStore(repo_path=str(repo_path))

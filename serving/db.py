@@ -26,8 +26,9 @@ class Unavailable(RuntimeError):
 class Db:
     """A lazily (re)opened autocommit connection guarded by a lock and a breaker."""
 
-    def __init__(self, settings: Settings, statement_timeout_ms: int = 2000, cooldown_s: float = 1.0) -> None:
-        self.dsn = settings.pg_dsn()
+    def __init__(self, settings: Settings, statement_timeout_ms: int = 2000, cooldown_s: float = 1.0,
+                 role: str | None = None) -> None:
+        self.dsn = settings.pg_dsn(role=role)
         self.statement_timeout_ms = statement_timeout_ms
         self.cooldown_s = cooldown_s
         self._conn = None

@@ -76,6 +76,9 @@ def _env_float(settings: Settings, name: str, default: float) -> float:
     return float(settings.env.get(name, default))
 
 
+ROLE = "serving"  # PostgreSQL and Redis as the scoring service's own roles (infra/config.py PG_ROLES, REDIS_USERS)
+
+
 class Engine:
     def __init__(self, settings: Settings, workers: int = 1) -> None:
         import psycopg
@@ -83,22 +86,24 @@ class Engine:
         from pipelines.feature_store import feature_store
 
         self.settings = settings
-        self.db = Db(settings)
+        # the scoring path logs in as leadscore_serving (infra/migrations/0014_serving_role.sql): reads and appends
+        self.db = Db(settings, role=ROLE)
         self.consent = ConsentChecker(self.db, _env_float(settings, "LEADSCORE_CONSENT_TTL_S", 5.0),
                                       mirror_max=int(_env_float(settings, "LEADSCORE_CONSENT_MIRROR_MAX", 2e6)))
-        self.consent.start(Db(settings))
-        self.consent.follow(settings.pg_dsn())
-        self.keys = KeyVerifier(settings, Db(settings).conn, _env_float(settings, "LEADSCORE_KEY_CACHE_TTL_S", 30.0))
+        self.consent.start(Db(settings, role=ROLE))
+        self.consent.follow(settings.pg_dsn(role=ROLE))
+        self.keys = KeyVerifier(settings, Db(settings, role=ROLE).conn,
+                                _env_float(settings, "LEADSCORE_KEY_CACHE_TTL_S", 30.0))
         self.limiter = RateLimiter(workers)
         m = metrics()
-        dsn = settings.pg_dsn()
+        dsn = settings.pg_dsn(role=ROLE)
         self.log = LogWriter(lambda: psycopg.connect(dsn, connect_timeout=2),
                              every_s=_env_float(settings, "LEADSCORE_LOG_FLUSH_S", 0.5),
                              on_drop=lambda kind, n: m.log_dropped.labels(kind).inc(n),
                              on_flush=lambda kind, n: m.log_rows.labels(kind).inc(n))
         # the share of scored leads whose features are logged with the score (monitoring's served features)
         self.feature_sample = min(1.0, max(0.0, _env_float(settings, "LEADSCORE_FEATURE_LOG_SAMPLE", 1.0)))
-        self.store = feature_store(settings)
+        self.store = feature_store(settings, role=ROLE)
         self.served: Served | None = None
         self.watcher = ModelWatcher(settings.model_name, "champion",
                                     _env_float(settings, "LEADSCORE_MODEL_POLL_S", 10.0), on_swap=self._prepare)

@@ -1,7 +1,9 @@
 """Prediction log and audit records, written to Postgres in batches by a background thread, off the request path.
 
 Requests only append to an in-memory queue. The thread flushes every `every_s` seconds (or sooner when `batch`
-rows wait) with COPY. If Postgres is down the rows wait in memory and the flush is retried; past `max_pending`
+rows wait) with COPY into a temporary table of the connection, moved into the log by INSERT ... SELECT (the
+scoring role is subject to row-level security, and PostgreSQL refuses COPY FROM into such a table; the staging keeps
+COPY's speed). If Postgres is down the rows wait in memory and the flush is retried; past `max_pending`
 rows the oldest are dropped and counted (`leadscore_serving_log_dropped_total`), so a long outage cannot exhaust
 memory. `close()` flushes what is left.
 """
@@ -25,6 +27,16 @@ SHARED_COLUMNS = ("at", "endpoint", "request_id", "key_id", "tenant", "model_nam
 LEAD_COLUMNS = ("lead_id", "score", "tier", "text_signal", "rank_score", "inline_features", "features")
 PREDICTION_COLUMNS = SHARED_COLUMNS + LEAD_COLUMNS
 AUDIT_COLUMNS = ("at", "actor", "action", "lead_id", "purpose", "detail")
+TYPES = {"at": "timestamptz", "score": "float8", "text_signal": "float8", "rank_score": "float8",
+         "inline_features": "integer", "features": "jsonb", "detail": "jsonb"}  # every other column is text
+STAGES = {"audit": ("compliance.audit_log", AUDIT_COLUMNS),
+          "prediction": ("serving.prediction_log", PREDICTION_COLUMNS)}
+
+
+def _stage_sql(kind: str) -> str:
+    """The connection's temporary staging table of `kind`, emptied at each commit."""
+    columns = ", ".join(f"{c} {TYPES.get(c, 'text')}" for c in STAGES[kind][1])
+    return f"CREATE TEMP TABLE IF NOT EXISTS leadscore_stage_{kind} ({columns}) ON COMMIT DELETE ROWS"
 
 
 class LogWriter:
@@ -84,21 +96,25 @@ class LogWriter:
     def flush(self) -> int:
         """Write what is queued; return the rows written (0 when Postgres refused: they stay queued)."""
         written = 0
-        for queue, table, columns, kind in ((self.audits, "compliance.audit_log", AUDIT_COLUMNS, "audit"),
-                                            (self.predictions, "serving.prediction_log", PREDICTION_COLUMNS,
-                                             "prediction")):
+        for queue, kind in ((self.audits, "audit"), (self.predictions, "prediction")):
+            table, columns = STAGES[kind]
+            names = ", ".join(columns)
             while queue:
                 rows = [queue[i] for i in range(min(len(queue), self.batch))]
                 try:
-                    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
                     if self._conn is None or self._conn.closed:
                         self._conn = self.connect()
-                    with self._conn.cursor() as cur, cur.copy(sql) as copy:
-                        if kind == "prediction":  # COPY text built here: each call's shared part formatted once
-                            copy.write(_prediction_text(rows))
-                        else:
-                            for row in rows:
-                                copy.write_row(row)
+                        for stage in STAGES:
+                            self._conn.execute(_stage_sql(stage))
+                        self._conn.commit()
+                    with self._conn.cursor() as cur:
+                        with cur.copy(f"COPY leadscore_stage_{kind} ({names}) FROM STDIN") as copy:
+                            if kind == "prediction":  # COPY text built here: each call's shared part formatted once
+                                copy.write(_prediction_text(rows))
+                            else:
+                                for row in rows:
+                                    copy.write_row(row)
+                        cur.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM leadscore_stage_{kind}")
                     self._conn.commit()
                 except Exception as exc:  # noqa: BLE001 - keep the rows, retry at the next tick
                     log.warning("could not write %d %s rows (%s): retrying", len(rows), kind, exc)

@@ -1,0 +1,70 @@
+"""Least privilege in PostgreSQL (issue #16): the scoring path's login role reads what scoring needs, appends to
+the prediction log and the audit log, and is refused everything else."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from infra.config import Settings
+
+pytestmark = [pytest.mark.integration]
+
+ACME, OTHER = "acme/ROLE-1", "ROLE-2"
+
+
+@pytest.fixture(scope="module")
+def serving_conn(settings: Settings, applied_store) -> psycopg.Connection:  # noqa: ANN001 - the registry exists
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        for lead in (ACME, OTHER):
+            owner.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', "
+                          "true, 'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (lead,))
+    with psycopg.connect(settings.pg_dsn(role="serving"), autocommit=True) as conn:
+        yield conn
+
+
+def test_the_role_is_its_own_login_without_privileges_of_its_own(serving_conn) -> None:  # noqa: ANN001
+    row = serving_conn.execute("SELECT current_user, rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM "
+                               "pg_roles WHERE rolname = current_user").fetchone()
+    assert row == ("leadscore_serving", False, False, False, False)
+
+
+def test_it_reads_consent_of_every_tenant_and_appends_to_the_logs(serving_conn) -> None:  # noqa: ANN001
+    found = {r[0] for r in serving_conn.execute("SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s)",
+                                                ([ACME, OTHER],))}
+    assert found == {ACME, OTHER}
+    serving_conn.execute("INSERT INTO compliance.audit_log (actor, action, lead_id, purpose) VALUES ('test', 'refuse', "
+                         "%s, 'scoring')", (OTHER,))
+    serving_conn.execute("""INSERT INTO serving.prediction_log (at, endpoint, request_id, key_id, tenant, lead_id,
+        model_name, model_version, feature_service, score, tier) VALUES (now(), 'score', 'r', 'k', 'default', %s, 'm',
+        '1', 'fs', 0.5, 'B')""", (OTHER,))
+    assert serving_conn.execute("SELECT count(*) FROM feature_services").fetchone()[0] >= 1  # the Feast registry
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE compliance.consent SET granted = false",
+    "INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES ('x', 'scoring', true, 'x')",
+    "DELETE FROM compliance.consent",
+    "DELETE FROM compliance.audit_log",
+    "UPDATE compliance.audit_log SET actor = 'x'",
+    "SELECT count(*) FROM serving.prediction_log",  # what was served is the monitor's to read, not the scorer's
+    "DELETE FROM serving.prediction_log",
+    "SELECT count(*) FROM compliance.consent_ledger",
+    "SELECT count(*) FROM offline.lead_engagement",  # features come from Redis
+    "UPDATE serving.api_keys SET revoked_at = NULL",
+    "INSERT INTO serving.api_keys (key_id, tenant, secret_hmac) VALUES ('x', 'x', 'x')",
+    "CREATE TABLE public.planted (x int)",
+    "CREATE TABLE offline.planted (x int)",
+    "DROP TABLE compliance.consent",
+    "TRUNCATE serving.prediction_log",
+    "DELETE FROM feature_services",
+    "SET ROLE leadscore_erasure",
+])
+def test_everything_else_is_refused(serving_conn, statement: str) -> None:  # noqa: ANN001
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), serving_conn.transaction():
+        serving_conn.execute(statement)
+
+
+def test_it_cannot_reach_the_registrys_database(settings: Settings, serving_conn) -> None:  # noqa: ANN001
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(settings.pg_dsn(settings.mlflow_db, role="serving"), connect_timeout=5)
