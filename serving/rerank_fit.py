@@ -287,6 +287,7 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
         # the pool of nearest messages is widened by the same factor to keep about as many voters per lead
         fit_pool = int(math.ceil(params.pool / reference_share))
         conn.execute(f"SET hnsw.ef_search = {max(200, fit_pool)}")
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")  # neighbours of the lead's own tenant only
         conn.execute("CREATE TEMP TABLE rerank_reference (lead_id text PRIMARY KEY) ON COMMIT DROP")
         with conn.cursor() as cur, cur.copy("COPY rerank_reference (lead_id) FROM STDIN") as copy:
             for lead in reference_ids:

@@ -31,10 +31,14 @@ from infra.config import Settings
 from serving.db import Db
 
 log = logging.getLogger("leadscore.serving.reranker")
+# the nearest inbound messages of the lead's own tenant (a tenant's signal never draws on another tenant's
+# messages or outcomes): the HNSW scan goes on past filtered-out rows (hnsw.iterative_scan, set with ef_search)
 NEIGHBOURS_SQL = """
 SELECT n.lead_id, n.sim, l.label FROM (
     SELECT lead_id, 1 - (embedding <=> %(q)s) AS sim FROM text_store.messages
-    WHERE embedding IS NOT NULL AND direction = 'inbound' ORDER BY embedding <=> %(q)s LIMIT %(pool)s) n
+    WHERE embedding IS NOT NULL AND direction = 'inbound'
+      AND compliance.lead_tenant(lead_id) = compliance.lead_tenant(%(self)s)
+    ORDER BY embedding <=> %(q)s LIMIT %(pool)s) n
 {restrict}
 JOIN LATERAL (SELECT label FROM offline.labels lb WHERE lb.lead_id = n.lead_id
               ORDER BY lb.event_timestamp DESC LIMIT 1) l ON true
@@ -203,6 +207,7 @@ class RerankerHolder:
 
         register_vector(conn)
         conn.execute("SET hnsw.ef_search = 200")
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")  # a tenant filter must not starve the pool
 
     def _live_signal(self, conn, lead_id: str, messages: list[str], params: SignalParams) -> float:  # noqa: ANN001
         rows = conn.execute("SELECT text, embedding FROM text_store.messages WHERE lead_id = %s AND embedding IS "

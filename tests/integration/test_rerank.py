@@ -172,3 +172,39 @@ def test_rerank_fit_registers_a_champion_blender_without_leakage(stack_env_vars:
                           SimpleNamespace(lead_id=other, messages=["can we do a site visit this Sunday?"]),  # + stored
                           SimpleNamespace(lead_id="new-lead", messages=["can we do a site visit this Sunday?"])])
     assert got[lead] is not None and 0 < got[other] < 1 and 0 < got["new-lead"] < 1
+
+
+def test_a_leads_text_signal_draws_on_its_own_tenants_neighbours_only(settings: Settings) -> None:
+    """Two tenants with messages the same distance from a query: the one tenant's leads converted, the other's did
+    not. Each tenant's lead hears its own tenant's outcomes (the other's nearer messages are not its neighbours),
+    through the scoring role's own login as the service queries them."""
+    import numpy as np
+    import psycopg
+    from pgvector.psycopg import register_vector
+
+    from serving.reranker import SignalParams, neighbour_signal
+
+    near, other = np.zeros(384, dtype="float32"), np.zeros(384, dtype="float32")
+    near[0], other[1] = 1.0, 1.0
+    apart = (near + 0.3 * other) / np.linalg.norm(near + 0.3 * other)
+    rows = [(f"rta/RT-{i}", near, 1) for i in range(6)] + [(f"rtb/RT-{i}", apart, 0) for i in range(6)]
+    params = SignalParams(k=5, pool=50, shrink=1.0, prior=0.5)
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        register_vector(owner)
+        for lead, vector, label in rows:
+            owner.execute("INSERT INTO text_store.messages (event_id, lead_id, kind, direction, sent_at, text, "
+                          "embedding) VALUES (%s, %s, 'sms', 'inbound', now(), 'x', %s) ON CONFLICT DO NOTHING",
+                          (f"rt-{lead}", lead, vector))
+            owner.execute("INSERT INTO offline.labels (dataset, lead_id, event_timestamp, label) VALUES "
+                          "('test_rerank_tenants', %s, now(), %s)", (lead, label))
+        try:
+            with psycopg.connect(settings.pg_dsn(role="serving"), autocommit=True) as conn:
+                register_vector(conn)
+                conn.execute("SET hnsw.iterative_scan = relaxed_order")
+                signal_a = neighbour_signal(conn, near, "rta/RT-query", params)
+                signal_b = neighbour_signal(conn, near, "rtb/RT-query", params)
+        finally:
+            owner.execute("DELETE FROM text_store.messages WHERE event_id LIKE 'rt-rt_/RT-%'")
+            owner.execute("DELETE FROM offline.labels WHERE dataset = 'test_rerank_tenants'")
+    assert signal_a > 0.8, signal_a  # rta's five converted neighbours
+    assert signal_b < 0.2, signal_b  # rtb's own non-converted ones, though rta's messages lie nearer its query
