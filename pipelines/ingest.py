@@ -191,6 +191,9 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path} does not exist")
+    if tenant is not None and spec.tenant_column:
+        raise SpecError(f"--tenant {tenant}: spec '{spec.name}' takes each row's tenant from column "
+                        f"'{spec.tenant_column}'; leave --tenant out (or drop `tenant_column` for one tenant per file)")
     if tenant is not None:
         from compliance.tenants import TenantError, check_tenant
 

@@ -191,6 +191,9 @@ class DatasetSpec(_Strict):
                                        "inactivity period")
     tenant: str | None = Field(None, description="the tenant (broker firm or CRM) the leads belong to; "
                                "`ingest crm --tenant` overrides it; default: the `default` tenant")
+    tenant_column: str | None = Field(None, description="a column naming each row's tenant (one export of several "
+                                      "broker firms); a row whose value is no tenant name is rejected; not with "
+                                      "`tenant` or `--tenant`")
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
     csv: CsvSpec | None = Field(None, description="separator, quote, encoding, decimal mark; default: detected")
     entity: EntitySpec
@@ -224,6 +227,8 @@ class DatasetSpec(_Strict):
             raise ValueError(f"columns {sorted(used & pii)} are PII: list them under `pii` only, not as features")
         if self.label and self.label.column in used:
             raise ValueError(f"the label column {self.label.column!r} cannot also be a feature")
+        if self.tenant_column and self.tenant:
+            raise ValueError("`tenant` and `tenant_column` cannot both be set: one tenant for the file, or one per row")
         marked = [f.name for f in self.features if f.personal is not None]
         if len(marked) > 1:
             raise ValueError(f"features {marked} are all marked `personal`: mark the one that tells the age")
@@ -253,6 +258,8 @@ class DatasetSpec(_Strict):
             cols.add(self.event_timestamp.column)
         if self.label:
             cols.add(self.label.column)
+        if self.tenant_column:
+            cols.add(self.tenant_column)
         return cols
 
     @field_validator("tenant")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from compliance.tenants import DEFAULT, SEPARATOR, namespace
+from compliance.tenants import NAME as TENANT_NAME
 from pipelines.csv_read import COMMA_NUMBER, Dialect
 from pipelines.generated_ids import RowIds
 from pipelines.spec import DatasetSpec
@@ -118,8 +119,14 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         fail(~no_id & ent.str.contains(SEPARATOR, regex=False), "lead id " + ent.map(repr) + f" holds '{SEPARATOR}', "
              f"which LeadScore reserves for tenants (column '{spec.entity.column}')")
         out["lead_id"] = keyed_hash(ent, pii_key) if spec.entity.hash else ent
-    space = namespace(tenant or spec.tenant)
-    if space != DEFAULT:
+    if spec.tenant_column:  # a tenant per row: the default tenant's leads keep their bare id
+        named = raw[spec.tenant_column].astype(str).str.strip()
+        fail(_missing(raw[spec.tenant_column], nulls), f"missing tenant (column '{spec.tenant_column}')")
+        fail(~named.str.fullmatch(TENANT_NAME.pattern), "tenant " + named.map(repr) + " is not a tenant name: 1-32 of "
+             f"a-z, 0-9, _ and -, starting with a letter or digit (column '{spec.tenant_column}')")
+        bare = out["lead_id"].astype(str)
+        out["lead_id"] = bare.where(named == DEFAULT, named + SEPARATOR + bare)
+    elif (space := namespace(tenant or spec.tenant)) != DEFAULT:
         out["lead_id"] = space + SEPARATOR + out["lead_id"].astype(str)
 
     ts_spec = spec.event_timestamp
