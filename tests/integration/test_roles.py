@@ -68,3 +68,19 @@ def test_everything_else_is_refused(serving_conn, statement: str) -> None:  # no
 def test_it_cannot_reach_the_registrys_database(settings: Settings, serving_conn) -> None:  # noqa: ANN001
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
         psycopg.connect(settings.pg_dsn(settings.mlflow_db, role="serving"), connect_timeout=5)
+
+
+def test_the_registry_server_logs_in_as_its_own_role_which_reaches_no_lead(settings: Settings) -> None:
+    """MLflow's role owns MLflow's database (every table in it) and cannot connect to LeadScore's; the running
+    MLflow server's connections are that role's."""
+    from mlflow import MlflowClient
+
+    MlflowClient(settings.tracking_uri).search_experiments(max_results=1)  # the server holds a connection now
+    with psycopg.connect(settings.pg_dsn(settings.mlflow_db)) as conn:
+        owners = {r[0] for r in conn.execute("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")}
+        users = {r[0] for r in conn.execute("SELECT DISTINCT usename FROM pg_stat_activity WHERE datname = %s AND "
+                                            "pid <> pg_backend_pid()", (settings.mlflow_db,))}
+    assert owners == {"leadscore_mlflow"}
+    assert users == {"leadscore_mlflow"}
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(settings.pg_dsn(role="mlflow"), connect_timeout=5)

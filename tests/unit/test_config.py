@@ -53,7 +53,8 @@ def test_secrets_are_generated_once_with_mode_0600(tmp_path: Path) -> None:
 
 def test_a_password_from_the_environment_is_url_quoted_in_dsns(tmp_path: Path) -> None:
     s = Settings.load({"LEADSCORE_STATE_DIR": str(tmp_path), "LEADSCORE_PG_PASSWORD": "p@ss/word",
-                       "LEADSCORE_PG_HOST": "db.internal"})
+                       "LEADSCORE_PG_MLFLOW_PASSWORD": "ml:f/low", "LEADSCORE_PG_HOST": "db.internal"})
     assert s.pg_dsn() == "postgresql://leadscore:p%40ss%2Fword@db.internal:15432/leadscore"
-    assert s.mlflow_backend_uri.startswith("postgresql+psycopg://leadscore:p%40ss%2Fword@db.internal:15432/mlflow")
+    assert s.mlflow_backend_uri.startswith(
+        "postgresql+psycopg://leadscore_mlflow:ml%3Af%2Flow@db.internal:15432/mlflow")
     assert not (tmp_path / "secrets").exists()
