@@ -30,7 +30,7 @@ def embed_pending(settings: Settings, model, batch: int = 256) -> int:  # noqa: 
     import psycopg
     from pgvector.psycopg import register_vector
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="streams")) as conn:  # the streams' own login (migration 0015)
         register_vector(conn)
         rows = conn.execute("SELECT event_id, text FROM text_store.messages WHERE embedding IS NULL AND text IS NOT "
                             "NULL ORDER BY created_at LIMIT %s", (batch,)).fetchall()

@@ -19,6 +19,7 @@ from infra.config import Settings
 from pipelines.streams.aggregate import FEATURE_COLUMNS
 
 LABEL_OF_STATUS = {"converted": 1, "lost": 0}
+ROLE = "streams"  # the workers' own PostgreSQL login (infra/migrations/0015_streams_role.sql)
 STREAM_DATASET = "broker_leads"  # the label set stream conversions feed (spec feature_repo/datasets/broker_leads.yaml)
 
 
@@ -103,7 +104,7 @@ class ConsentCache:
     def refresh(self) -> None:
         import psycopg
 
-        with psycopg.connect(self.settings.pg_dsn()) as conn:
+        with psycopg.connect(self.settings.pg_dsn(role=ROLE)) as conn:
             erased = conn.execute("SELECT lead_token, erased_at FROM compliance.erasure_list WHERE "
                                   "%(since)s::timestamptz IS NULL OR erased_at > %(since)s ORDER BY erased_at",
                                   {"since": self.erased_since}).fetchall()
@@ -140,8 +141,8 @@ class StoreSink:
         from pipelines.materialize import OnlineWriter
 
         self.settings = settings
-        self.conn = psycopg.connect(settings.pg_dsn())
-        store = feature_store(settings)
+        self.conn = psycopg.connect(settings.pg_dsn(role=ROLE))
+        store = feature_store(settings, role=ROLE)
         self.fv = store.get_feature_view("lead_engagement")
         self.writer = OnlineWriter(store, self.fv)
         self.online_features = [f.name for f in self.fv.features]
@@ -224,7 +225,7 @@ class StoreSink:
             self.conn.close()
         finally:
             with contextlib.suppress(psycopg.OperationalError):  # still down: the next write fails, the agent retries
-                self.conn = psycopg.connect(self.settings.pg_dsn())
+                self.conn = psycopg.connect(self.settings.pg_dsn(role=ROLE))
 
     def reconnect_online(self) -> None:
         """Drop Redis connections after a failed write (a half-read reply must not be reused)."""

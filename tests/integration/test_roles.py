@@ -84,3 +84,22 @@ def test_the_registry_server_logs_in_as_its_own_role_which_reaches_no_lead(setti
     assert users == {"leadscore_mlflow"}
     with pytest.raises(psycopg.OperationalError, match="permission denied"):
         psycopg.connect(settings.pg_dsn(role="mlflow"), connect_timeout=5)
+
+
+@pytest.mark.parametrize("statement", [
+    "DELETE FROM offline.lead_engagement",
+    "DELETE FROM text_store.messages",
+    "UPDATE text_store.messages SET text = 'x'",  # only the embedding may be filled in
+    "UPDATE compliance.consent SET granted = true",
+    "INSERT INTO compliance.erasure_list (lead_token, erased_at, request_id) VALUES ('x', now(), 'x')",
+    "SELECT count(*) FROM serving.prediction_log",
+    "SELECT count(*) FROM serving.api_keys",
+    "INSERT INTO compliance.audit_log (actor, action) VALUES ('x', 'x')",
+    "CREATE TABLE offline.planted (x int)",
+    "DROP TABLE offline.labels",
+])
+def test_the_stream_role_is_refused_what_the_workers_never_do(settings: Settings, statement: str) -> None:
+    with psycopg.connect(settings.pg_dsn(role="streams"), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM compliance.consent").fetchone()[0] >= 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
