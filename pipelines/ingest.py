@@ -266,6 +266,11 @@ def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: 
                                       "erased_skipped": result.rows_erased,
                                       "read_as": result.read_as}),))
             conn.commit()
+            # fresh statistics for what was just loaded: the planner's estimates for the materialization, the
+            # training set and consent checks otherwise rest on the tables as they were before (or on none)
+            conn.execute(f"ANALYZE {spec.table}")
+            conn.execute("ANALYZE compliance.consent")
+            conn.commit()
         except BaseException as exc:  # the run's end is recorded however it ends, then the error goes on
             bar.close()
             record_failure(settings, run_id, (result.rows_read, result.rows_loaded, result.rows_rejected), exc)

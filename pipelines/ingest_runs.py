@@ -22,6 +22,7 @@ def connection_lost(exc: BaseException) -> bool:
     refusal of what was sent or of the server's own state (a constraint, a full disk)."""
     import psycopg
 
+    exc = getattr(exc, "orig", None) or exc  # SQLAlchemy (Feast's registry, MLflow) wraps the driver's error
     if not isinstance(exc, psycopg.OperationalError):
         return False
     state = getattr(exc, "sqlstate", None)

@@ -42,18 +42,24 @@ class MaterializeResult:
 
 
 def _latest_rows_sql(table: str, keys: list[str], ts: str, created: str | None, features: list[str],
-                     consent: bool) -> str:
+                     consent: bool, everything: bool = False) -> str:
+    """The latest row per key within the window, of the keys whose rows arrived since `since` (`everything`: of
+    every key, the first run of a view). Consent is a semi-join on consent's primary key (lead_id, purpose), which
+    every plan can probe by index: a join the planner misjudged on a freshly loaded table once ran for minutes."""
     key_cols = ", ".join(f't."{k}"' for k in keys)
     order = f't."{ts}" DESC' + (f', t."{created}" DESC' if created else "")
     feats = ", ".join(f't."{f}"' for f in features)
-    consent_join = ("JOIN compliance.consent c ON c.lead_id = t.lead_id AND c.purpose = 'scoring' AND c.granted "
-                    "AND (c.expires_at IS NULL OR c.expires_at > now()) AND NOT "
-                    + unprotected_minor("t.lead_id")) if consent else ""
-    changed = f"SELECT DISTINCT {', '.join(k for k in keys)} FROM {table} WHERE {created or ts} > %(since)s"
+    conditions = [f't."{ts}" <= %(end)s', f't."{ts}" > %(oldest)s']
+    if consent:
+        conditions.append("EXISTS (SELECT 1 FROM compliance.consent c WHERE c.lead_id = t.lead_id AND c.purpose = "
+                          "'scoring' AND c.granted AND (c.expires_at IS NULL OR c.expires_at > now()))")
+        conditions.append("NOT " + unprotected_minor("t.lead_id"))
+    if not everything:
+        key_list = ", ".join(f'"{k}"' for k in keys)
+        conditions.append(f"({key_cols}) IN (SELECT {key_list} FROM {table} WHERE \"{created or ts}\" > %(since)s)")
     return f"""SELECT DISTINCT ON ({key_cols}) {key_cols}, t."{ts}" AS event_timestamp,
                {f't."{created}"' if created else 'NULL::timestamptz'} AS created_at, {feats}
-        FROM {table} t JOIN ({changed}) ch USING ({", ".join(keys)}) {consent_join}
-        WHERE t."{ts}" <= %(end)s AND t."{ts}" > %(oldest)s
+        FROM {table} t WHERE {" AND ".join(conditions)}
         ORDER BY {key_cols}, {order}"""
 
 
@@ -164,7 +170,7 @@ def materialize_view(store, fv, conn, end: datetime) -> MaterializeResult:  # no
     oldest = end - fv.ttl if fv.ttl and fv.ttl > timedelta(0) else datetime(1970, 1, 1, tzinfo=UTC)
     params = {"since": since, "end": end, "oldest": oldest}
     sql = _latest_rows_sql(table, keys, source.timestamp_field, source.created_timestamp_column or None,
-                           features, consent=lead_keyed)
+                           features, consent=lead_keyed, everything=last is None)
     written = 0
     with conn.transaction(), conn.cursor(name=f"materialize_{fv.name}") as cur:
         cur.itersize = BATCH_ROWS

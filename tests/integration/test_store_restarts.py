@@ -37,12 +37,20 @@ def _in_thread(fn, *args, **kwargs) -> tuple[threading.Thread, dict]:  # noqa: A
     return thread, out
 
 
-def _join(thread: threading.Thread, seconds: float) -> None:
-    """Wait for the job; a job still running after `seconds` fails the test with where it stands (its stack)."""
+def _join(thread: threading.Thread, seconds: float, settings: Settings | None = None) -> None:
+    """Wait for the job; a job still running after `seconds` fails the test with where it stands (its stack), and
+    its PostgreSQL sessions are ended, so a stalled job cannot hold the server up for the tests after it."""
     thread.join(seconds)
     if thread.is_alive():
         frame = sys._current_frames().get(thread.ident)
         where = "".join(traceback.format_stack(frame)[-12:]) if frame else "(no frame)"
+        if settings is not None:
+            from pipelines.materialize import APPLICATION as MATERIALIZE
+            from pipelines.training_data import APPLICATION as TRAINING
+
+            with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name IN "
+                             "(%s, %s)", (MATERIALIZE, TRAINING))
         pytest.fail(f"the job was still running {seconds:.0f} s after the restart; it stood at:\n{where}")
 
 
@@ -72,7 +80,7 @@ def test_postgres_restarted_while_a_training_set_is_built_gives_the_same_set(set
     Postgres(settings).stop()
     time.sleep(2)
     stack.up(settings, say=lambda _: None)
-    _join(thread, 300)
+    _join(thread, 300, settings)
     assert "error" not in out, repr(out.get("error"))
     frame = out["value"]
     assert frame.equals(reference), "the set built across the restart differs from the one built undisturbed"
@@ -104,13 +112,15 @@ def _materialize_under(settings: Settings, tmp_path: Path, caplog: pytest.LogCap
     caplog.set_level(logging.WARNING, logger="leadscore.materialize")
     thread, out = _in_thread(materialize, settings, [name], repo_path=repo)
     deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline and not started(settings, client, before):
+    while thread.is_alive() and not (seen := started(settings, client, before)):
+        if time.monotonic() > deadline:
+            _join(thread, 0, settings)  # fails with where the job stands
         time.sleep(0.01)
-    assert thread.is_alive(), f"the materialization ended before the server could be stopped under it: {out}"
+    assert seen and thread.is_alive(), f"the materialization ended before the server could be stopped under it: {out}"
     stop(settings)
     time.sleep(2)
     stack.up(settings, say=lambda _: None)
-    _join(thread, 300)
+    _join(thread, 300, settings)
     assert "error" not in out, repr(out.get("error"))
     assert out["value"][0].rows_written == rows, out["value"]
     assert said in caplog.text, f"the fault was not met (nothing said '{said}'): {caplog.text[-500:]}"
