@@ -151,7 +151,8 @@ def stream_a_day(settings: Settings, say: Callable[[str], None] = print, leads: 
         rows = sorted({int(i) for i in events.lead if i >= 0})
         streamed = sorted(set(consenting) & set(profiles["lead_id"].iloc[rows]))
         probe = live_probe(settings, reader, streamed[0])
-        deadline = time.monotonic() + 30  # Redis shows the probe first: compare once it is in PostgreSQL too
+        # Redis shows the probe first: compare once it is in PostgreSQL too (on a busy machine that took over 30 s)
+        deadline = time.monotonic() + 120
         while landed(port) < sent + 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         same, compared = offline_matches_online(settings, reader, streamed)
