@@ -25,9 +25,7 @@ def ensure_login_roles(settings: Settings) -> list[str]:
     done = []
     with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
         mlflow = PG_ROLES["mlflow"]
-        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (mlflow,)).fetchone() is None:
-            conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS").format(
-                sql.Identifier(mlflow)))
+        conn.execute("SELECT leadscore_meta.create_login_role(%s)", (mlflow,))  # migration 0014
         for component, role in PG_ROLES.items():
             if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
                 continue  # its migration has not run (an older schema): nothing to set

@@ -5,12 +5,16 @@
 -- from the state directory's secrets (infra/roles.py), never written here. The privacy routes that the same
 -- service hosts (erasure, export, consent changes) still use the owner's login: they reach every store.
 
-DO $$
+-- a component's login role: no superuser, database or role creation, replication or RLS bypass (its password is
+-- set by infra/roles.py); the components' migrations (this one, 0015) and infra/roles.py (MLflow's) make theirs so
+CREATE OR REPLACE FUNCTION leadscore_meta.create_login_role(name text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'leadscore_serving') THEN
-        CREATE ROLE leadscore_serving LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = name) THEN
+        EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS', name);
     END IF;
 END $$;
+
+SELECT leadscore_meta.create_login_role('leadscore_serving');
 
 GRANT USAGE ON SCHEMA compliance, serving, text_store, offline TO leadscore_serving;
 GRANT SELECT ON compliance.consent, compliance.minors TO leadscore_serving;

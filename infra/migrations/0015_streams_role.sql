@@ -4,12 +4,7 @@
 -- other table, no DDL. Temporary staging tables of their own connection are theirs (COPY, then INSERT ... SELECT).
 -- Its password is set by `leadscore infra up` from the secret pg_streams (infra/roles.py).
 
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'leadscore_streams') THEN
-        CREATE ROLE leadscore_streams LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
-    END IF;
-END $$;
+SELECT leadscore_meta.create_login_role('leadscore_streams');  -- 0014
 
 GRANT USAGE ON SCHEMA compliance, offline, text_store, public TO leadscore_streams;
 GRANT SELECT ON compliance.consent, compliance.minors, compliance.erasure_list TO leadscore_streams;
