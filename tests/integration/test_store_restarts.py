@@ -112,6 +112,7 @@ def _materialize_under(settings: Settings, tmp_path: Path, caplog: pytest.LogCap
     caplog.set_level(logging.WARNING, logger="leadscore.materialize")
     thread, out = _in_thread(materialize, settings, [name], repo_path=repo)
     deadline = time.monotonic() + 60
+    seen = False  # a job that ended at once never reaches the check below
     while thread.is_alive() and not (seen := started(settings, client, before)):
         if time.monotonic() > deadline:
             _join(thread, 0, settings)  # fails with where the job stands
