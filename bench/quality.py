@@ -1,6 +1,6 @@
 """Model quality on the shared datasets: every member, the ensemble and two untuned baselines on the same split.
 
-    python bench/quality.py [--datasets xeducation,health_insurance,olist] [--trials 20] [--budget S]
+    python bench/quality.py [--datasets xeducation,health_insurance,olist] [--trials 100] [--budget S]
                             [--bootstrap 1000] [--out FILE.json]
 
 No servers: each dataset's frame is parsed straight from its CSV with its spec by the checks ingest uses
@@ -99,6 +99,17 @@ def paired_bootstrap(y: np.ndarray, a: np.ndarray, b: np.ndarray, n: int, seed: 
     return float(low), float(high)
 
 
+def ece_floor(p: np.ndarray, sims: int = 500, seed: int = 0) -> tuple[float, float]:
+    """The calibration error a perfectly calibrated model with these scores shows on this many rows (labels drawn
+    as Bernoulli(score)): its mean and 95th percentile over `sims` draws. An ECE near it is noise, not
+    miscalibration."""
+    from models.evaluate import expected_calibration_error
+
+    rng = np.random.default_rng(seed)
+    draws = [expected_calibration_error((rng.random(len(p)) < p).astype(int), p) for _ in range(sims)]
+    return float(np.mean(draws)), float(np.quantile(draws, 0.95))
+
+
 def run_dataset(name: str, options: FitOptions, bootstrap: int) -> dict:
     t0 = time.monotonic()
     spec = load_spec(REPO / "feature_repo" / "datasets" / f"{name}.yaml")
@@ -123,7 +134,7 @@ def run_dataset(name: str, options: FitOptions, bootstrap: int) -> dict:
             "cv_roc_auc": {m: v["roc_auc"] for m, v in result.cv_metrics.items()},
             "best_baseline": best, "gain": table["ensemble"]["roc_auc"] - table[best]["roc_auc"],
             "gain_interval": [low, high], "fit_seconds": fit_seconds, "phase_seconds": result.seconds,
-            "baseline_seconds": baseline_seconds}
+            "baseline_seconds": baseline_seconds, "ece_floor": ece_floor(scores["ensemble"])}
 
 
 def report(results: dict, minutes: float) -> bool:
@@ -140,6 +151,9 @@ def report(results: dict, minutes: float) -> bool:
               + (f"; warnings: {'; '.join(r['warnings'])}" if r["warnings"] else ""))
         print(f"ensemble - {r['best_baseline']}: ROC AUC {r['gain']:+.4f}, paired bootstrap 95% "
               f"[{r['gain_interval'][0]:+.4f}, {r['gain_interval'][1]:+.4f}]")
+        print(f"ensemble calibration error {r['metrics']['ensemble']['ece']:.4f}; a perfectly calibrated model with "
+              f"these scores on {r['test']} rows: {r['ece_floor'][0]:.4f} on average, {r['ece_floor'][1]:.4f} at the "
+              "95th percentile")
     gains = [r["gain"] for r in results.values()]
     below = [n for n, r in results.items() if r["gain_interval"][1] < 0]
     eces = {n: r["metrics"]["ensemble"]["ece"] for n, r in results.items()}
@@ -158,7 +172,7 @@ def report(results: dict, minutes: float) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default="xeducation,health_insurance,olist")
-    parser.add_argument("--trials", type=int, default=20, help="Optuna trials per member at most (0 = defaults)")
+    parser.add_argument("--trials", type=int, default=100, help="Optuna trials per member at most (0 = defaults)")
     parser.add_argument("--budget", type=float, default=None, help="tuning seconds for all members (default: "
                         "leadscore train's, by the rows)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test rows")

@@ -50,7 +50,7 @@ def train_command(
                                               "(default: every other row)")] = "",
     refit_all: Annotated[bool, typer.Option(help="after the held-out estimate is logged, refit the chosen "
                                             "configuration on every labelled row and register that")] = False,
-    trials: Annotated[int, typer.Option(help="Optuna trials per member at most; 0 = default parameters")] = 20,
+    trials: Annotated[int, typer.Option(help="Optuna trials per member at most; 0 = default parameters")] = 100,
     budget: Annotated[float | None, typer.Option(help="seconds of tuning for all members together (default: 30 s "
                                                  "plus 1 s per 400 training rows, at most 900)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds of tuning per member at most")] = None,

@@ -49,7 +49,7 @@ BELOW_MEMBER_AUC = 0.001  # the ensemble's CV ROC AUC this far below a member's 
 @dataclass
 class FitOptions:
     members: tuple[str, ...] = MEMBERS
-    trials: int = 20  # per member at most; 0 = default parameters, no tuning
+    trials: int = 100  # per member at most (the budget is what usually ends a study); 0 = defaults, no tuning
     budget: float | None = None  # seconds of tuning for all members together; None = by the rows (auto_budget)
     timeout: float | None = None  # seconds of tuning per member at most
     folds: int | None = None  # cross-fitting folds; None = by the rows (auto_folds)
@@ -118,7 +118,8 @@ def _tune(names: list[str], folds: list, rows: int, options: FitOptions,  # noqa
         if studies[name].trials:
             say(f"  tuned {name}: {len(studies[name].trials)} trials ({studies[name].pruned} pruned) in "
                 f"{studies[name].seconds:.0f} s, held-out log loss {studies[name].best_value:.4f} "
-                f"({len(folds)} fold{'s' if len(folds) > 1 else ''})")
+                f"({len(folds)} fold{'s' if len(folds) > 1 else ''})"
+                + (f"; {studies[name].defaults_kept}" if studies[name].defaults_kept else ""))
     return studies
 
 

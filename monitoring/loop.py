@@ -64,7 +64,7 @@ def sustained_drift(settings: Settings, ref: ModelRef, sustain: tuple[int, int])
     import psycopg
 
     n, m = sustain
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         flags = [r[0] for r in conn.execute(
             "SELECT drifted FROM monitoring.results WHERE model_name = %s AND model_version = %s AND kind = 'drift' "
             "ORDER BY at DESC LIMIT %s", (ref.name, ref.version, m))]
@@ -75,7 +75,7 @@ def sustained_drift(settings: Settings, ref: ModelRef, sustain: tuple[int, int])
 def last_retrain(settings: Settings, ref: ModelRef) -> datetime | None:
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         row = conn.execute("SELECT max(at) FROM monitoring.results WHERE model_name = %s AND kind = 'decision' AND "
                            "summary->>'action' IN ('retrained', 'promoted', 'kept')", (ref.name,)).fetchone()
     return row[0] if row else None
@@ -137,7 +137,7 @@ def cycle(settings: Settings, model_name: str, options: LoopOptions, now: dateti
 
         from monitoring.metrics import erasure_debt
 
-        with psycopg.connect(settings.pg_dsn()) as conn:
+        with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
             debt = decision.figures["erasure_debt"] = erasure_debt(conn, ref.run_id)
         if debt > options.max_erasure_debt:
             decision.reasons.append(f"the champion learned from {debt} erased leads (over {options.max_erasure_debt})")
@@ -176,7 +176,7 @@ def record_decision(settings: Settings, ref: ModelRef, decision: Decision, now: 
     summary = {"action": decision.action, "reasons": decision.reasons, "figures": decision.figures,
                "challenger": decision.challenger, "gate": decision.gate}
     text = json.dumps(summary, default=str)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         conn.execute("INSERT INTO monitoring.results (kind, model_name, model_version, window_start, window_end, "
                      "drifted, summary) VALUES ('decision', %s, %s, %s, %s, %s, %s)",
                      (ref.name, ref.version, now, now, None, text))

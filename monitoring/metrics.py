@@ -78,7 +78,7 @@ class MonitorCollector:
             ("feature_freshness_seconds", "Seconds since a stream-fed view's latest row", ["view"]),
             ("erasure_debt_leads", "Erased leads the version learned from (compliance.lineage): retrain to drop them",
              ["model", "version"]))}
-        with psycopg.connect(self.settings.pg_dsn(), connect_timeout=5) as conn:
+        with psycopg.connect(self.settings.pg_dsn(role="monitor"), connect_timeout=5) as conn:
             for name in self.models:
                 ref = self._ref(name)
                 if ref is None:

@@ -50,7 +50,7 @@ def load_scored(settings: Settings, ref: ModelRef, start: datetime, end: datetim
             SELECT label, event_timestamp FROM offline.labels
             WHERE lead_id = f.lead_id AND (%s::text IS NULL OR dataset = %s) ORDER BY event_timestamp DESC LIMIT 1
         ) l ON true"""
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         rows = conn.execute(query, (ref.name, ref.version, start, end, dataset, dataset)).fetchall()
     frame = pd.DataFrame(rows, columns=["scored_at", "score", "label", "label_at"])
     frame["scored_at"] = pd.to_datetime(frame["scored_at"], utc=True)

@@ -40,7 +40,7 @@ def record_result(settings: Settings, kind: str, ref: ModelRef, start: datetime 
     """One row of monitoring.results; returns its id."""
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         return conn.execute(
             "INSERT INTO monitoring.results (kind, model_name, model_version, window_start, window_end, rows, "
             "drifted, summary) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",

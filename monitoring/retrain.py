@@ -32,7 +32,7 @@ def gate_rows(settings: Settings, ref: ModelRef, perf) -> pd.DataFrame | None:  
     week = pd.Timestamp(perf.matured[-1].cohort, tz="UTC")
     start, end = max(week, pd.Timestamp(perf.start)), min(week + pd.Timedelta(days=7), pd.Timestamp(perf.end))
     dataset = ref.tags.get("dataset")
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         rows = conn.execute("""
             WITH first AS (
                 SELECT DISTINCT ON (lead_id) lead_id, at, score, features FROM serving.prediction_log
@@ -64,7 +64,7 @@ def training_frame(settings: Settings, ref: ModelRef, exclude: set[str]) -> pd.D
         from compliance.tenants import tenants_of
 
         frame = frame[tenants_of(frame["lead_id"]).isin(ref.tags["tenants"].split(",")).to_numpy()]
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         allowed = {r[0] for r in conn.execute(
             "SELECT lead_id FROM compliance.consent WHERE purpose = 'scoring' AND granted AND "
             "(expires_at IS NULL OR expires_at > now())")}

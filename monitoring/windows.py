@@ -151,7 +151,7 @@ def _copy_frame(settings: Settings, query: str, params: tuple, ref: ModelRef, ex
     names = [*extra, *ref.features]
     aliases = [f"c{i}" for i in range(len(names))]
     buf = io.BytesIO()
-    with psycopg.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn, conn.cursor() as cur:
         select = psql.SQL(query).format(*[psql.Literal(p) for p in params])
         with cur.copy(psql.SQL("COPY ({}) TO STDOUT WITH (FORMAT csv, HEADER)").format(select)) as copy:
             for chunk in copy:
@@ -184,7 +184,7 @@ def count_scored(settings: Settings, ref: ModelRef, start: datetime, end: dateti
     """(scores of the version in the window, how many of them logged their features)."""
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="monitor")) as conn:
         row = conn.execute("SELECT count(*), count(features) FROM serving.prediction_log WHERE model_name = %s "
                            "AND model_version = %s AND at >= %s AND at < %s",
                            (ref.name, ref.version, start, end)).fetchone()

@@ -217,6 +217,7 @@ def _partial(conn, table: str | None) -> str | None:  # noqa: ANN001
 
 
 APPLICATION = "leadscore-materialize"  # its connection's application_name (pg_stat_activity)
+ROLE = "materialize"  # its PostgreSQL login (infra/migrations/0017_materialize_role.sql): reads, and records its runs
 
 
 def materialize(settings: Settings, views: list[str] | None = None, repo_path: Path | None = None,
@@ -247,13 +248,13 @@ def _materialize(settings: Settings, views: list[str] | None, repo_path: Path | 
     from pipelines.feature_store import FEATURE_REPO, feature_store
     from pipelines.ingest_runs import PartialDataset
 
-    store = feature_store(settings, repo_path or FEATURE_REPO)
+    store = feature_store(settings, repo_path or FEATURE_REPO, role=ROLE)
     chosen = [fv for fv in store.list_feature_views() if fv.online and (not views or fv.name in views)]
     if views and len(chosen) != len(views):
         known = sorted(fv.name for fv in store.list_feature_views())
         raise ValueError(f"unknown feature view(s) {sorted(set(views) - {fv.name for fv in chosen})}; known: {known}")
     results = []
-    with psycopg.connect(f"{settings.pg_dsn()}?application_name={APPLICATION}", autocommit=True) as conn:
+    with psycopg.connect(f"{settings.pg_dsn(role=ROLE)}?application_name={APPLICATION}", autocommit=True) as conn:
         if not conn.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK_KEY,)).fetchone()[0]:
             raise RuntimeError("another materialization is running; this run was skipped (it holds the lock)")
         try:

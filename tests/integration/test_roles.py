@@ -103,3 +103,66 @@ def test_the_stream_role_is_refused_what_the_workers_never_do(settings: Settings
         assert conn.execute("SELECT count(*) FROM compliance.consent").fetchone()[0] >= 0
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+def test_the_monitor_reads_every_tenants_log_and_only_adds_results(settings: Settings, serving_conn) -> None:  # noqa: ANN001
+    """The monitor's role sees the prediction log of every tenant (it judges a model over all it scored), adds a
+    result and an audit row, and owns nothing it could change afterwards."""
+    model = "role-test-model"
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        owner.execute("DELETE FROM monitoring.results WHERE model_name = %s", (model,))
+        owner.execute("DELETE FROM serving.prediction_log WHERE model_name = %s", (model,))
+        for lead in (ACME, OTHER):
+            owner.execute("INSERT INTO serving.prediction_log (at, endpoint, request_id, key_id, tenant, lead_id, "
+                          "model_name, model_version, feature_service, score, tier) VALUES (now(), 'score', 'r', "
+                          "'k', 'test', %s, %s, '1', 'fs', 0.5, 'A')", (lead, model))
+    with psycopg.connect(settings.pg_dsn(role="monitor"), autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone()[0] == "leadscore_monitor"
+        seen = {r[0] for r in conn.execute("SELECT lead_id FROM serving.prediction_log WHERE model_name = %s",
+                                           (model,))}
+        assert seen == {ACME, OTHER}
+        assert conn.execute("SELECT count(*) FROM compliance.consent WHERE lead_id IN (%s, %s)",
+                            (ACME, OTHER)).fetchone()[0] == 2
+        conn.execute("INSERT INTO monitoring.results (kind, model_name, model_version, window_start, window_end, "
+                     "summary) VALUES ('decision', %s, '1', now(), now(), '{}')", (model,))
+        conn.execute("INSERT INTO compliance.audit_log (actor, action) VALUES ('monitor', 'role_test')")
+        for statement in ("UPDATE monitoring.results SET summary = '{}'", "DELETE FROM monitoring.results",
+                          "DELETE FROM serving.prediction_log", "UPDATE serving.prediction_log SET score = 1",
+                          "DELETE FROM monitoring.reference_rows", "INSERT INTO compliance.consent (lead_id, purpose, "
+                          "granted, source) VALUES ('x', 'scoring', true, 'x')", "SELECT count(*) FROM "
+                          "serving.api_keys", "SELECT count(*) FROM text_store.messages",
+                          "DELETE FROM compliance.audit_log", "CREATE TABLE monitoring.planted (x int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        owner.execute("DELETE FROM monitoring.results WHERE model_name = %s", (model,))
+        owner.execute("DELETE FROM serving.prediction_log WHERE model_name = %s", (model,))
+
+
+def test_materialization_reads_every_feature_table_even_one_made_later_and_changes_nothing(
+        settings: Settings, serving_conn) -> None:  # noqa: ANN001
+    """A dataset's table made after the migrations (as ingest makes it: by the owner, then protect_tenant) is
+    readable by the materialization's role, every tenant's rows; what it may not do is refused."""
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        owner.execute("DROP TABLE IF EXISTS offline.role_probe")
+        owner.execute("CREATE TABLE offline.role_probe (lead_id text, x int)")
+        owner.execute("SELECT compliance.protect_tenant('offline.role_probe'::regclass)")
+        owner.execute("INSERT INTO offline.role_probe VALUES (%s, 1), (%s, 2)", (ACME, OTHER))
+    try:
+        with psycopg.connect(settings.pg_dsn(role="materialize"), autocommit=True) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == "leadscore_materialize"
+            assert {r[0] for r in conn.execute("SELECT lead_id FROM offline.role_probe")} == {ACME, OTHER}
+            assert conn.execute("SELECT count(*) FROM compliance.consent WHERE lead_id IN (%s, %s)",
+                                (ACME, OTHER)).fetchone()[0] == 2
+            for statement in ("DELETE FROM offline.role_probe", "UPDATE offline.role_probe SET x = 0",
+                              "INSERT INTO offline.role_probe VALUES ('x', 0)", "DELETE FROM offline.labels",
+                              "UPDATE offline.materialization_runs SET ok = false",
+                              "INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES "
+                              "('x', 'scoring', true, 'x')", "SELECT count(*) FROM serving.prediction_log",
+                              "SELECT count(*) FROM serving.api_keys", "SELECT count(*) FROM compliance.audit_log",
+                              "CREATE TABLE offline.planted (x int)"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(statement)
+    finally:
+        with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+            owner.execute("DROP TABLE IF EXISTS offline.role_probe")
