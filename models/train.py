@@ -293,6 +293,8 @@ def _log_members(result: FitResult, tmp: Path) -> None:
         if study.trials:
             with mlflow.start_run(run_name=f"study {name}", nested=True):
                 mlflow.set_tag("leadscore.step", "tune")
+                if study.defaults_kept:  # the best trial did not beat the defaults beyond chance
+                    mlflow.set_tag("leadscore.defaults_kept", study.defaults_kept)
                 mlflow.log_params({"member": name, "trials": len(study.trials), "pruned": study.pruned,
                                    "seconds": round(study.seconds, 1),
                                    **{f"best_{k}": v for k, v in study.best_params.items()}})
