@@ -48,6 +48,40 @@ def entry_hash(prev: str, body: str) -> str:
     return hashlib.sha256((prev + body).encode()).hexdigest()
 
 
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format (backslash, tab, newline and carriage return escaped)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+                 .replace("\r", "\\r"))
+    return value
+
+
+def _entries(changes: Sequence[Change], tokens: Sequence[str], seq: int, prev: str, at: datetime
+             ) -> tuple[str, int, str]:
+    """COPY text lines of `changes` chained on from (seq, prev), and the new (seq, prev). The entry bodies are built
+    from pre-encoded parts (the same text as `canonical`, which verify uses) where the values allow it."""
+    stamp = at.astimezone(UTC).isoformat(timespec="microseconds")
+    at_text, sha = at.isoformat(), hashlib.sha256
+    lines, fixed = [], {}
+    for change, token in zip(changes, tokens, strict=True):
+        seq += 1
+        key = (change.purpose, change.notice_version, change.channel, change.recorded_by)
+        if key not in fixed:  # the JSON and COPY forms of the fields shared by most changes, made once
+            tail = json.dumps(list(key[1:]), separators=(",", ":"), ensure_ascii=False)[1:]
+            fixed[key] = (json.dumps(key[0], ensure_ascii=False), tail,
+                          "\t".join("\\N" if v is None else _copy_text(v) for v in key[1:]), _copy_text(key[0]))
+        purpose_json, tail, copy_tail, copy_purpose = fixed[key]
+        if token.isalnum() and token.isascii():  # a token as our Tokenizer makes it: no JSON escaping needed
+            body = f'[{seq},"{stamp}","{token}",{purpose_json},{"true" if change.granted else "false"},{tail}'
+        else:
+            body = canonical(seq, at, token, change.purpose, change.granted, *key[1:])
+        digest = sha((prev + body).encode()).hexdigest()
+        lines.append(f"{seq}\t{at_text}\t{_copy_text(token)}\t{_copy_text(change.lead_id)}\t{copy_purpose}\t"
+                     f"{'t' if change.granted else 'f'}\t{copy_tail}\t{prev}\t{digest}\n")
+        prev = digest
+    return "".join(lines), seq, prev
+
+
 def _sign(key: str, seq: int, head: str) -> str:
     return hmac.new(key.encode(), f"{seq}:{head}".encode(), hashlib.sha256).hexdigest()
 
@@ -67,14 +101,9 @@ def append(conn, settings: Settings, changes: Sequence[Change], tokens: Sequence
         seq, prev = head or (0, GENESIS)
         at = datetime.now(UTC)
         with conn.cursor().copy(f"COPY compliance.consent_ledger ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-            for change, token in zip(changes, tokens, strict=True):
-                seq += 1
-                body = canonical(seq, at, token, change.purpose, change.granted, change.notice_version,
-                                 change.channel, change.recorded_by)
-                digest = entry_hash(prev, body)
-                copy.write_row((seq, at, token, change.lead_id, change.purpose, change.granted,
-                                change.notice_version, change.channel, change.recorded_by, prev, digest))
-                prev = digest
+            for start in range(0, len(changes), 10_000):  # COPY text built per block: a write per row is slow
+                lines, seq, prev = _entries(changes[start:start + 10_000], tokens[start:start + 10_000], seq, prev, at)
+                copy.write(lines)
         conn.execute("INSERT INTO compliance.ledger_head (id, seq, entry_hash, signature) VALUES (true, %s, %s, %s) "
                      "ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, entry_hash = EXCLUDED.entry_hash, "
                      "signature = EXCLUDED.signature, updated_at = now()", (seq, prev, _sign(key, seq, prev)))

@@ -1,16 +1,17 @@
 """`leadscore ingest crm FILE --spec SPEC`: stream a CRM export into the offline store, rejects explained.
 
 The file is read in chunks (CSV or Parquet, any size; the CSV dialect from the spec's `csv:` block or detected, see
-pipelines/csv_read.py), checked by the spec (pipelines/validate.py), and written with
+pipelines/csv_read.py), checked by the spec (pipelines/validate.py), and written (pipelines/ingest_write.py) with
 COPY into a staging table, then upserted on (lead_id, event_timestamp): re-ingesting the same file changes nothing.
+A dataset's first load is copied straight into its table. One chunk is written while the next is read and checked.
 Labels go to `offline.labels`, consent to `compliance.consent`, failing rows to `offline.ingest_rejects` with the
 reason, and one summary line per run to `offline.ingest_runs` and `compliance.audit_log`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import json
 import logging
 import sys
@@ -25,8 +26,9 @@ from infra.process import ServiceError
 from pipelines.csv_read import PARQUET, read_chunks
 from pipelines.file_checks import label_matches, open_checked
 from pipelines.generated_ids import RowIds
+from pipelines.ingest_write import Direct, write_chunk
 from pipelines.spec import SQL_TYPES, DatasetSpec, SpecError
-from pipelines.validate import CheckedChunk, check_chunk
+from pipelines.validate import check_chunk
 
 log = logging.getLogger("leadscore.ingest")
 __all__ = ["IngestResult", "ensure_table", "ingest_crm", "read_chunks", "write_chunk"]
@@ -95,89 +97,6 @@ def ensure_table(conn, spec: DatasetSpec) -> None:  # noqa: ANN001
         conn.execute("SELECT compliance.protect_tenant(%s::regclass)", (spec.table,))
     for name, kind in spec.feature_columns:
         conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN IF NOT EXISTS "{name}" {SQL_TYPES[kind]}')
-
-
-def _copy_frame(conn, table: str, frame: pd.DataFrame) -> None:  # noqa: ANN001
-    """COPY a frame in CSV form (an unquoted empty field is NULL)."""
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False)
-    cols = ", ".join(f'"{c}"' for c in frame.columns)
-    with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as copy:
-        copy.write(buf.getvalue())
-
-
-def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: set,  # noqa: ANN001
-                guard=None, result: IngestResult | None = None) -> int:  # noqa: ANN001 - compliance.guard.IngestGuard
-    """Upsert one checked chunk; return rows loaded. Duplicate keys within the file are rejected, first wins."""
-    feats = checked.features
-    if guard is not None:
-        feats, erased = guard.drop_erased(feats)
-        if result is not None:
-            result.rows_erased += erased
-    keys = list(zip(feats["lead_id"], feats["event_timestamp"], strict=True))
-    flags = []
-    for key in keys:
-        flags.append(key in seen)
-        seen.add(key)
-    dup = pd.Series(flags, index=feats.index, dtype=bool)
-    if dup.any():
-        dup_rows = pd.DataFrame({"row_number": feats.index[dup] + 0, "lead_id": feats.loc[dup, "lead_id"],
-                                 "reason": "duplicate lead id and event time: an earlier row of this file has them",
-                                 "payload": [{"lead_id": v} for v in feats.loc[dup, "lead_id"]]})
-        checked.rejects = pd.concat([checked.rejects, dup_rows], ignore_index=True)
-        feats = feats.loc[~dup]
-    names = [n for n, _ in spec.feature_columns]
-    stage = f"stage_{spec.name}"
-    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {spec.table} INCLUDING DEFAULTS) "
-                 "ON COMMIT DELETE ROWS")
-    _copy_frame(conn, stage, feats[["lead_id", "event_timestamp", *names]])
-    quoted = ", ".join(f'"{n}"' for n in names)
-    conn.execute(f"""INSERT INTO {spec.table} AS t (lead_id, event_timestamp, {quoted})
-        SELECT lead_id, event_timestamp, {quoted} FROM {stage}
-        ON CONFLICT (lead_id, event_timestamp) DO UPDATE SET ({quoted}, created_at) =
-            ({", ".join(f'EXCLUDED."{n}"' for n in names)}, now())
-        WHERE ({", ".join(f't."{n}"' for n in names)}) IS DISTINCT FROM
-              ({", ".join(f'EXCLUDED."{n}"' for n in names)})""")
-    if checked.labels is not None:
-        labels = pd.DataFrame({"dataset": spec.name, "lead_id": feats["lead_id"],
-                               "event_timestamp": feats["event_timestamp"],
-                               "label": checked.labels.loc[feats.index].astype(int)})
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_labels (LIKE offline.labels INCLUDING DEFAULTS) "
-                     "ON COMMIT DELETE ROWS")
-        _copy_frame(conn, "stage_labels", labels)
-        conn.execute("""INSERT INTO offline.labels AS t (dataset, lead_id, event_timestamp, label)
-            SELECT dataset, lead_id, event_timestamp, label FROM stage_labels
-            ON CONFLICT (dataset, lead_id, event_timestamp) DO UPDATE SET label = EXCLUDED.label, created_at = now()
-            WHERE t.label IS DISTINCT FROM EXCLUDED.label""")
-    for purpose, granted in checked.consent.items():
-        rows = pd.DataFrame({"lead_id": feats["lead_id"], "purpose": purpose,
-                             "granted": granted.loc[feats.index].astype(bool),
-                             "source": spec.consent[purpose].source}).drop_duplicates("lead_id", keep="last")
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_consent (lead_id text, purpose text, granted boolean, "
-                     "source text) ON COMMIT DELETE ROWS")
-        _copy_frame(conn, "stage_consent", rows)
-        changed = conn.execute("""INSERT INTO compliance.consent AS t (lead_id, purpose, granted, source)
-            SELECT lead_id, purpose, granted, source FROM stage_consent
-            ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = EXCLUDED.granted, source = EXCLUDED.source,
-                recorded_at = now()
-            WHERE (t.granted, t.source) IS DISTINCT FROM (EXCLUDED.granted, EXCLUDED.source)
-            RETURNING lead_id, granted""").fetchall()
-        if guard is not None:
-            guard.ledger(conn, purpose, changed)
-    if guard is not None:
-        checked.rejects = guard.drop_erased_rejects(checked.rejects)
-        guard.record_minors(conn, feats)
-    if len(checked.rejects):
-        rej = checked.rejects.assign(dataset=spec.name, file_sha256=sha,
-                                     payload=[json.dumps(p, default=str) for p in checked.rejects["payload"]])
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_rejects (LIKE offline.ingest_rejects INCLUDING DEFAULTS) "
-                     "ON COMMIT DELETE ROWS")
-        _copy_frame(conn, "stage_rejects", rej[["dataset", "file_sha256", "row_number", "lead_id", "reason",
-                                                 "payload"]])
-        conn.execute("INSERT INTO offline.ingest_rejects (dataset, file_sha256, row_number, lead_id, reason, payload) "
-                     "SELECT dataset, file_sha256, row_number, lead_id, reason, payload FROM stage_rejects "
-                     "ON CONFLICT DO NOTHING")
-    return len(feats)
 
 
 def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: int = 50_000,
@@ -280,14 +199,41 @@ def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: 
 
 def _load_chunks(conn, path: Path, spec: DatasetSpec, chunk_rows: int, dialect, pii_key: bytes, ids,  # noqa: ANN001
                  positives, tenant: str | None, seen: set, guard, result: IngestResult, bar) -> None:  # noqa: ANN001
-    """Check and write the file chunk by chunk, one transaction each."""
-    for chunk, consumed in read_chunks(path, chunk_rows, dialect):
-            chunk.index = pd.RangeIndex(result.rows_read + 1, result.rows_read + 1 + len(chunk))
-            checked = check_chunk(chunk, spec, result.rows_read + 1, pii_key, ids=ids, dialect=dialect,
-                                  label_values=positives, tenant=tenant)
-            with conn.transaction():
-                result.rows_loaded += write_chunk(conn, spec, checked, result.file_sha256, seen, guard, result)
-            result.rows_read += len(chunk)
-            result.rows_rejected += len(checked.rejects)
-            result.reasons.update(r.split(":")[0] for r in checked.rejects["reason"])
-            bar.update(consumed - bar.n)
+    """Check and write the file chunk by chunk, one transaction each. Two at a time: while a thread writes one
+    chunk (mostly waiting on PostgreSQL, which works on the other core), the next is read and checked."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    direct = Direct.at_start(conn, spec)
+    conn.commit()
+
+    def write(checked) -> int:  # noqa: ANN001
+        with conn.transaction():
+            return write_chunk(conn, spec, checked, result.file_sha256, seen, guard, result, direct)
+
+    def settle(job: tuple[Future, int, object, int]) -> None:
+        future, rows, checked, consumed = job
+        result.rows_loaded += future.result()
+        result.rows_read += rows
+        result.rows_rejected += len(checked.rejects)
+        result.reasons.update(r.split(":")[0] for r in checked.rejects["reason"])
+        bar.update(consumed - bar.n)
+
+    read, pending = 0, None
+    with ThreadPoolExecutor(1, thread_name_prefix="ingest-write") as writer:
+        try:
+            for chunk, consumed in read_chunks(path, chunk_rows, dialect):
+                chunk.index = pd.RangeIndex(read + 1, read + 1 + len(chunk))
+                checked = check_chunk(chunk, spec, read + 1, pii_key, ids=ids, dialect=dialect,
+                                      label_values=positives, tenant=tenant)
+                read += len(chunk)
+                if pending is not None:
+                    job, pending = pending, None
+                    settle(job)
+                pending = (writer.submit(write, checked), len(chunk), checked, consumed)
+            if pending is not None:
+                job, pending = pending, None
+                settle(job)
+        finally:
+            if pending is not None:  # a failure while the last chunk was being written: count it if it landed
+                with contextlib.suppress(Exception):  # the failure already on its way is the one to report
+                    settle(pending)

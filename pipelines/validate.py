@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from compliance.tenants import DEFAULT, SEPARATOR, namespace
 from compliance.tenants import NAME as TENANT_NAME
+from compliance.tokens import hmac_sha256_hex
 from pipelines.csv_read import COMMA_NUMBER, Dialect
 from pipelines.generated_ids import RowIds
 from pipelines.spec import DatasetSpec
@@ -19,6 +21,9 @@ from pipelines.spec import DatasetSpec
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
 FUTURE_SLACK = timedelta(days=1)
+# what Python's str.strip removes, as an RE2 class: a column with none of these at either end needs no strip
+_SPACE = "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]"
+_EDGE_SPACE = f"^{_SPACE}|{_SPACE}$"
 
 
 @dataclass
@@ -33,7 +38,23 @@ class CheckedChunk:
 
 def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
     """HMAC-SHA256 of each value (hex): a stable pseudonym that cannot be reversed without the key."""
-    return values.map(lambda v: None if v is None else hmac.new(key, str(v).encode(), hashlib.sha256).hexdigest())
+    present = values.notna().to_numpy()
+    out = np.full(len(values), None, dtype=object)
+    out[present] = hmac_sha256_hex(key, (str(v) for v in values[present]))
+    return pd.Series(out, index=values.index, dtype=object)
+
+
+def stripped(col: pd.Series) -> pd.Series:
+    """`col.astype(str).str.strip()`, without the strip when no value has whitespace at either end (checked in
+    Arrow, by Python's own definition of whitespace): most columns of most exports."""
+    text = col.astype(str)
+    try:
+        if not pc.any(pc.match_substring_regex(pa.array(text.to_numpy(dtype=object), type=pa.string()),
+                                               _EDGE_SPACE)).as_py():
+            return text
+    except (pa.ArrowException, TypeError):  # anything Arrow cannot take: the plain way
+        pass
+    return text.str.strip()
 
 
 def _iso_after(value: object, limit: datetime) -> bool:
@@ -44,8 +65,9 @@ def _iso_after(value: object, limit: datetime) -> bool:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)) > limit
 
 
-def _missing(col: pd.Series, null_values: set[str]) -> pd.Series:
-    return col.isna() | col.astype(str).str.strip().isin(null_values)
+def _missing(col: pd.Series, null_values: set[str], text: pd.Series | None = None) -> pd.Series:
+    """Missing: no value, or one of the spec's null strings once stripped (`text`: col already stripped)."""
+    return col.isna() | (stripped(col) if text is None else text).isin(null_values)
 
 
 def _numbers(text: pd.Series, dialect: Dialect) -> pd.Series:
@@ -87,12 +109,16 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     n = len(raw)
     dialect = dialect or Dialect()
     reasons = pd.Series([""] * n, index=raw.index, dtype=object)
+    open_rows = np.ones(n, dtype=bool)  # rows with no reason yet
     nulls = set(spec.null_values)
 
-    def fail(mask: pd.Series, message: pd.Series | str) -> None:
-        mask = mask & (reasons == "")  # keep the first reason per row
-        if mask.any():
-            reasons[mask] = message[mask] if isinstance(message, pd.Series) else message
+    def fail(mask: pd.Series, message: Callable[[pd.Series], pd.Series] | str) -> None:
+        """Give the rows of `mask` that have no reason yet `message` (text, or built for those rows only)."""
+        hit = np.asarray(mask.fillna(False) if mask.dtype != bool else mask, dtype=bool) & open_rows
+        if hit.any():
+            where = pd.Series(hit, index=raw.index)
+            reasons[where] = message if isinstance(message, str) else message(where)
+            open_rows[hit] = False
 
     if dialect.bad_lines:  # bytes the file's encoding cannot read, replaced by U+FFFD when read: the row is refused
         for col in raw.columns:
@@ -113,17 +139,18 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         out["lead_id"] = generated
     else:
         ent = raw[spec.entity.column]
-        no_id = _missing(ent, nulls)
+        text = stripped(ent)
+        no_id = _missing(ent, nulls, text)
         fail(no_id, f"missing lead id (column '{spec.entity.column}')")
-        ent = ent.astype(str).str.strip()
-        fail(~no_id & ent.str.contains(SEPARATOR, regex=False), "lead id " + ent.map(repr) + f" holds '{SEPARATOR}', "
-             f"which LeadScore reserves for tenants (column '{spec.entity.column}')")
+        ent = text
+        fail(~no_id & ent.str.contains(SEPARATOR, regex=False), lambda m: "lead id " + ent[m].map(repr)
+             + f" holds '{SEPARATOR}', which LeadScore reserves for tenants (column '{spec.entity.column}')")
         out["lead_id"] = keyed_hash(ent, pii_key) if spec.entity.hash else ent
     if spec.tenant_column:  # a tenant per row: the default tenant's leads keep their bare id
-        named = raw[spec.tenant_column].astype(str).str.strip()
-        fail(_missing(raw[spec.tenant_column], nulls), f"missing tenant (column '{spec.tenant_column}')")
-        fail(~named.str.fullmatch(TENANT_NAME.pattern), "tenant " + named.map(repr) + " is not a tenant name: 1-32 of "
-             f"a-z, 0-9, _ and -, starting with a letter or digit (column '{spec.tenant_column}')")
+        named = stripped(raw[spec.tenant_column])
+        fail(_missing(raw[spec.tenant_column], nulls, named), f"missing tenant (column '{spec.tenant_column}')")
+        fail(~named.str.fullmatch(TENANT_NAME.pattern), lambda m: "tenant " + named[m].map(repr) + " is not a tenant "
+             f"name: 1-32 of a-z, 0-9, _ and -, starting with a letter or digit (column '{spec.tenant_column}')")
         bare = out["lead_id"].astype(str)
         out["lead_id"] = bare.where(named == DEFAULT, named + SEPARATOR + bare)
     elif (space := namespace(tenant or spec.tenant)) != DEFAULT:
@@ -135,11 +162,14 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         parsed = pd.to_datetime(col, format=ts_spec.format, utc=True, errors="coerce")
         limit = datetime.now(UTC) + FUTURE_SLACK
         # pandas cannot hold dates after 2262: a typo like 2999 comes back unparsed, but it is a future date
-        beyond = parsed.isna() & col.map(lambda v: _iso_after(v, limit))
-        fail(beyond | (parsed > limit), "event time " + col.astype(str).map(repr)
+        unparsed = parsed.isna()
+        late = np.zeros(n, dtype=bool)
+        late[unparsed.to_numpy()] = [_iso_after(v, limit) for v in col[unparsed]]
+        beyond = pd.Series(late, index=raw.index)
+        fail(beyond | (parsed > limit), lambda m: "event time " + col[m].astype(str).map(repr)
              + f" is in the future (column '{ts_spec.column}')")
-        fail(parsed.isna(), "event time " + col.astype(str).map(repr) + f" is not a date (column '{ts_spec.column}'"
-             + (f", expected format {ts_spec.format}" if ts_spec.format else "") + ")")
+        fail(unparsed, lambda m: "event time " + col[m].astype(str).map(repr) + f" is not a date (column "
+             f"'{ts_spec.column}'" + (f", expected format {ts_spec.format}" if ts_spec.format else "") + ")")
         out["event_timestamp"] = parsed
     else:
         out["event_timestamp"] = pd.Timestamp(ts_spec.default)
@@ -148,48 +178,54 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     if spec.label and spec.label.matches:
         if label_values is None:
             raise ValueError(f"spec {spec.name!r} takes its label from {spec.label.matches.file}: pass label_values")
-        col = label_raw.astype(str).str.strip()
-        fail(_missing(label_raw, nulls), f"label column '{spec.label.column}' is missing (it is matched against "
+        col = stripped(label_raw)
+        fail(_missing(label_raw, nulls, col), f"label column '{spec.label.column}' is missing (it is matched against "
              f"{spec.label.matches.file})")
         labels = col.isin(label_values).astype("int8")
     elif spec.label:
-        col = label_raw.astype(str).str.strip()
+        col = stripped(label_raw)
         pos = col.isin({str(v) for v in spec.label.positive})
         neg = col.isin({str(v) for v in spec.label.negative})
-        fail(~(pos | neg), "label " + col.map(repr) + f" (column '{spec.label.column}') is neither a positive "
-             f"{spec.label.positive} nor a negative {spec.label.negative} value")
+        fail(~(pos | neg), lambda m: "label " + col[m].map(repr) + f" (column '{spec.label.column}') is neither a "
+             f"positive {spec.label.positive} nor a negative {spec.label.negative} value")
         labels = pos.astype("int8")
 
     for f in spec.features:
         col = raw[f.column]
-        missing = _missing(col, nulls)
-        text = col.astype(str).str.strip()
+        text = stripped(col)
+        missing = _missing(col, nulls, text)
         where = f"feature '{f.name}' (column '{f.column}')"
         if f.required:
             fail(missing, f"{where} is required but missing")
         if f.type in ("int", "float"):
             num = _numbers(text.where(~missing), dialect)
-            fail(~missing & num.isna(), f"{where}: " + _not_a_number(text, dialect))
+            fail(~missing & num.isna(), lambda m, text=text, where=where: f"{where}: "
+                 + _not_a_number(text[m], dialect))
             if f.type == "int":
-                fail(~missing & num.notna() & (num % 1 != 0), f"{where}: " + text.map(repr) + " is not a whole number")
+                fail(~missing & num.notna() & (num % 1 != 0),
+                     lambda m, text=text, where=where: f"{where}: " + text[m].map(repr) + " is not a whole number")
             if f.min is not None:
-                fail(num < f.min, f"{where} = " + text + f" is below the minimum {f.min:g}")
+                fail(num < f.min, lambda m, text=text, where=where, f=f: f"{where} = " + text[m]
+                     + f" is below the minimum {f.min:g}")
             if f.max is not None:
-                fail(num > f.max, f"{where} = " + text + f" is above the maximum {f.max:g}")
+                fail(num > f.max, lambda m, text=text, where=where, f=f: f"{where} = " + text[m]
+                     + f" is above the maximum {f.max:g}")
             out[f.name] = num.astype("Int64") if f.type == "int" else num.astype("float64")
         elif f.type == "date":
             parsed = _dates(text.where(~missing), f.format)
-            fail(~missing & parsed.isna(), f"{where}: " + text.map(repr) + " is not a date"
-                 + (f" (expected format {f.format})" if f.format else ""))
+            fail(~missing & parsed.isna(), lambda m, text=text, where=where, f=f: f"{where}: " + text[m].map(repr)
+                 + " is not a date" + (f" (expected format {f.format})" if f.format else ""))
             out[f.name] = parsed
         elif f.type == "bool":
             low = text.str.lower()
             truth = low.isin(TRUE_WORDS)
-            fail(~missing & ~truth & ~low.isin(FALSE_WORDS), f"{where}: " + text.map(repr) + " is not yes/no")
+            fail(~missing & ~truth & ~low.isin(FALSE_WORDS),
+                 lambda m, text=text, where=where: f"{where}: " + text[m].map(repr) + " is not yes/no")
             out[f.name] = truth.astype("boolean").where(~missing, pd.NA)
         else:
             if f.allowed is not None:
-                fail(~missing & ~text.isin(f.allowed), f"{where}: " + text.map(repr) + f" is not one of {f.allowed}")
+                fail(~missing & ~text.isin(f.allowed), lambda m, text=text, where=where, f=f: f"{where}: "
+                     + text[m].map(repr) + f" is not one of {f.allowed}")
             out[f.name] = text.where(~missing, None)
     for p in spec.pii:
         if p.action == "hash" and p.as_feature:
@@ -198,11 +234,11 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     consent = {}
     for purpose, c in spec.consent.items():
         if c.column:
-            consent[purpose] = raw[c.column].astype(str).str.strip().isin({str(v) for v in c.granted_values})
+            consent[purpose] = stripped(raw[c.column]).isin({str(v) for v in c.granted_values})
         else:
             consent[purpose] = pd.Series(bool(c.default), index=raw.index)
 
-    bad = reasons != ""
+    bad = pd.Series(~open_rows, index=raw.index)
     dropped = [p.column for p in spec.pii if p.action == "drop"]
     payload = raw.loc[bad].drop(columns=dropped, errors="ignore")
     rejects = pd.DataFrame({

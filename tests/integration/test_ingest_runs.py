@@ -103,3 +103,37 @@ def test_a_few_unreadable_bytes_reject_their_rows_only(settings: Settings, tmp_p
     assert all(r[1].startswith("bytes that are not utf-8 in column 'Nom'") and "csv: {encoding" in r[1]
                for r in rejects), rejects
     assert _runs(settings, name)[-1][:2] == ("done", True)
+
+
+def test_a_first_load_copies_straight_in_and_falls_back_to_upserts_at_a_key_already_there(
+        settings: Settings, tmp_path: Path) -> None:
+    """A dataset's first ingest COPYs into its table with no staging table or upsert; when another writer has put
+    one of its keys there meanwhile (two ingests of one dataset at once), that chunk is upserted instead: no error,
+    no row lost, the newer values kept."""
+    from pipelines.ingest import ensure_table, ingest_crm
+    from pipelines.ingest_write import Direct, write_chunk
+    from pipelines.spec import load_spec
+    from pipelines.validate import check_chunk
+
+    name = "test_ingest_direct"
+    spec = load_spec(_spec(tmp_path / "specs", name, entity="{column: Nom}"))
+    first = ingest_crm(settings, _file(tmp_path / "a.csv", 40), spec, progress=False)
+    assert first.rows_loaded == 40
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        assert not Direct.at_start(conn, spec).features  # the next run of this dataset upserts
+        conn.execute(f"DELETE FROM offline.{name} WHERE lead_id <> 'Lead 1'")
+        conn.execute("DELETE FROM offline.labels WHERE dataset = %s AND lead_id <> 'Lead 1'", (name,))
+        ensure_table(conn, spec)
+        direct = Direct(features=True, labels=True)  # as if the run had begun before the other writer's row landed
+        from pipelines.csv_read import read_chunks, resolve_dialect
+
+        dialect = resolve_dialect(_file(tmp_path / "b.csv", 5))  # ';' and the decimal comma
+        raw = next(read_chunks(tmp_path / "b.csv", 100, dialect))[0]
+        raw["Âge"] = "77"
+        checked = check_chunk(raw, spec, 1, b"k" * 32, dialect=dialect)
+        with conn.transaction():
+            assert write_chunk(conn, spec, checked, "sha", set(), direct=direct) == 5
+        assert not direct.features and not direct.labels  # fell back, for the rest of the run too
+        ages = conn.execute(f"SELECT lead_id, age FROM offline.{name} ORDER BY 1").fetchall()
+        assert ages == [(f"Lead {i}", 77) for i in range(5)]
+        assert conn.execute("SELECT count(*) FROM offline.labels WHERE dataset = %s", (name,)).fetchone()[0] == 5

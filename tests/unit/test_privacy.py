@@ -36,6 +36,18 @@ def test_tokens_are_stable_per_key_and_differ_across_installations(settings: Set
     assert key.stat().st_mode & 0o777 == 0o600
 
 
+@pytest.mark.parametrize("key", [b"", b"k", b"x" * 64, b"y" * 65, b"z" * 200])
+def test_the_fast_hmac_is_rfc_2104_hmac_sha256(key: bytes) -> None:
+    import hashlib
+    import hmac
+
+    from compliance.tokens import hmac_sha256_hex
+
+    values = ["a", "", "ünïcode", "L-1" * 50]
+    assert hmac_sha256_hex(key, values) == [hmac.new(key, v.encode(), hashlib.sha256).hexdigest() for v in values]
+    assert hmac_sha256_hex(key, values, 32) == [h[:32] for h in hmac_sha256_hex(key, values)]
+
+
 def test_the_chain_changes_when_any_field_seq_or_predecessor_changes() -> None:
     args = (1, NOW, "t" * 32, "scoring", True, "lead-processing@1", "cli", "operator")
     first = entry_hash(GENESIS, canonical(*args))
@@ -47,6 +59,30 @@ def test_the_chain_changes_when_any_field_seq_or_predecessor_changes() -> None:
         edited[i] = changed
         assert entry_hash(GENESIS, canonical(*edited)) != first, f"field {i} is not covered by the hash"
     assert entry_hash("1" * 64, canonical(*args)) != first  # the predecessor is covered too
+
+
+def test_the_bulk_entries_are_the_chain_canonical_defines() -> None:
+    """The ledger's fast COPY lines hash exactly the bodies `canonical` gives (what verify recomputes), escapes and
+    odd tokens included."""
+    from compliance.ledger import Change, _entries
+
+    changes = [Change("L-1", "scoring", True, "lead-processing@1", "crm_export", "ingest:x"),
+               Change("acme/L\t2\\", "text_analysis", False, 'n"ote', "api", "ünïcode\nby"),
+               Change("L-3", "scoring", False, "lead-processing@1", "crm_export", "ingest:x")]
+    tokens = ["a" * 32, "tok with \"quote", "b" * 32]
+    lines, seq, prev = _entries(changes, tokens, 7, "1" * 64, NOW)
+    expect = "1" * 64
+    rows = lines.split("\n")[:-1]
+    assert len(rows) == 3 and seq == 10
+    for i, (change, token, row) in enumerate(zip(changes, tokens, rows, strict=True)):
+        body = canonical(8 + i, NOW, token, change.purpose, change.granted, change.notice_version, change.channel,
+                         change.recorded_by)
+        fields = row.split("\t")
+        assert len(fields) == 11 and fields[0] == str(8 + i) and fields[9] == expect
+        expect = entry_hash(expect, body)
+        assert fields[10] == expect
+    assert prev == expect
+    assert "acme/L\\t2\\\\" in rows[1] and "ünïcode\\nby" in rows[1]  # COPY text escapes
 
 
 def timezone_ist():  # noqa: ANN201
