@@ -26,7 +26,7 @@ from infra.process import ServiceError
 from pipelines.csv_read import PARQUET, read_chunks
 from pipelines.file_checks import label_matches, open_checked
 from pipelines.generated_ids import RowIds
-from pipelines.ingest_write import Direct, write_chunk
+from pipelines.ingest_write import Direct, SeenKeys, write_chunk
 from pipelines.spec import SQL_TYPES, DatasetSpec, SpecError
 from pipelines.validate import check_chunk
 
@@ -161,7 +161,7 @@ def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: 
     result.unused_columns = sorted(set(columns) - spec.known_columns())
     positives = label_matches(spec, path)
     ids = RowIds(spec, pii_key) if spec.entity.generate else None
-    seen: set = set()
+    seen = SeenKeys()
     with psycopg.connect(settings.pg_dsn()) as conn:
         from compliance.guard import IngestGuard
 
@@ -198,7 +198,7 @@ def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: 
 
 
 def _load_chunks(conn, path: Path, spec: DatasetSpec, chunk_rows: int, dialect, pii_key: bytes, ids,  # noqa: ANN001
-                 positives, tenant: str | None, seen: set, guard, result: IngestResult, bar) -> None:  # noqa: ANN001
+                 positives, tenant: str | None, seen: SeenKeys, guard, result: IngestResult, bar) -> None:  # noqa: ANN001
     """Check and write the file chunk by chunk, one transaction each. Two at a time: while a thread writes one
     chunk (mostly waiting on PostgreSQL, which works on the other core), the next is read and checked."""
     from concurrent.futures import Future, ThreadPoolExecutor

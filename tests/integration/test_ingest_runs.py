@@ -111,7 +111,7 @@ def test_a_first_load_copies_straight_in_and_falls_back_to_upserts_at_a_key_alre
     one of its keys there meanwhile (two ingests of one dataset at once), that chunk is upserted instead: no error,
     no row lost, the newer values kept."""
     from pipelines.ingest import ensure_table, ingest_crm
-    from pipelines.ingest_write import Direct, write_chunk
+    from pipelines.ingest_write import Direct, SeenKeys, write_chunk
     from pipelines.spec import load_spec
     from pipelines.validate import check_chunk
 
@@ -132,7 +132,7 @@ def test_a_first_load_copies_straight_in_and_falls_back_to_upserts_at_a_key_alre
         raw["Âge"] = "77"
         checked = check_chunk(raw, spec, 1, b"k" * 32, dialect=dialect)
         with conn.transaction():
-            assert write_chunk(conn, spec, checked, "sha", set(), direct=direct) == 5
+            assert write_chunk(conn, spec, checked, "sha", SeenKeys(), direct=direct) == 5
         assert not direct.features and not direct.labels  # fell back, for the rest of the run too
         ages = conn.execute(f"SELECT lead_id, age FROM offline.{name} ORDER BY 1").fetchall()
         assert ages == [(f"Lead {i}", 77) for i in range(5)]
