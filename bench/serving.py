@@ -71,6 +71,24 @@ def floor(settings, leads: list[str], seconds: float) -> dict:  # noqa: ANN001
     return out
 
 
+def online_leads(settings, most: int) -> list[str]:  # noqa: ANN001
+    """Up to `most` lead ids that have features in the online store (a SCAN of its keys, decoded)."""
+    import redis
+
+    from pipelines.feature_store import feature_store
+    from pipelines.redis_codec import EntityKeyCodec
+
+    codec = EntityKeyCodec("lead_id", feature_store(settings).project)
+    client = redis.Redis.from_url(settings.redis_url())
+    leads = []
+    for key in client.scan_iter(match=b"*" + codec.suffix, count=5000):
+        if (lead := codec.value(key)) is not None:
+            leads.append(lead)
+            if len(leads) >= most:
+                break
+    return leads
+
+
 def stored_leads(settings, candidates: list[str]) -> list[str]:  # noqa: ANN001
     """The candidates the champion's feature service holds online."""
     from pipelines.feature_store import feature_store
@@ -141,9 +159,11 @@ def main() -> None:
 
     settings = Settings.load()
     os.environ.update(settings.mlflow_env())
+    online = online_leads(settings, 20_000)  # from what the online store holds, whatever else the offline one has
     with psycopg.connect(settings.pg_dsn()) as conn:
         candidates = [r[0] for r in conn.execute("SELECT c.lead_id FROM compliance.consent c WHERE purpose = "
-                                                 "'scoring' AND granted ORDER BY md5(c.lead_id) LIMIT 20000")]
+                                                 "'scoring' AND granted AND lead_id = ANY(%s) ORDER BY md5(c.lead_id)",
+                                                 (online,))]
     leads = stored_leads(settings, candidates)[:2000]  # every request scores a lead: no cheap 404s in the figures
     if len(leads) < 1000:
         raise SystemExit(f"only {len(leads)} consenting leads are in the online store: run `leadscore demo` first")

@@ -82,6 +82,16 @@ class EntityKeyCodec:
         raw = str(value).encode()
         return self.prefix + _U32.pack(len(raw)) + raw + self.suffix
 
+    def value(self, key: bytes) -> str | None:
+        """The join key's value in a key this codec made; None for any other key."""
+        start = len(self.prefix) + 4
+        if not (key.startswith(self.prefix) and key.endswith(self.suffix)) or len(key) < start + len(self.suffix):
+            return None
+        size = _U32.unpack(key[len(self.prefix):start])[0]
+        if start + size + len(self.suffix) != len(key):
+            return None
+        return key[start:start + size].decode("utf-8", errors="replace")
+
 
 def resp_command(args: Sequence[bytes]) -> bytes:
     """One Redis command in RESP form."""
