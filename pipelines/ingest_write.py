@@ -60,14 +60,15 @@ def copy_frame(conn, table: str, frame: pd.DataFrame) -> None:  # noqa: ANN001
 
 
 def _straight_in(conn, table: str, frame: pd.DataFrame) -> bool:  # noqa: ANN001
-    """COPY into `table` itself inside a savepoint; False (nothing written) if a key is already there."""
+    """COPY into `table` itself inside a savepoint; False (nothing written) if a key is already there, or if the
+    login is subject to the table's row-level security (PostgreSQL refuses COPY FROM then)."""
     import psycopg
 
     try:
         with conn.transaction():
             copy_frame(conn, table, frame)
         return True
-    except psycopg.errors.UniqueViolation:
+    except (psycopg.errors.UniqueViolation, psycopg.errors.FeatureNotSupported):
         return False
 
 
