@@ -85,6 +85,7 @@ def test_a_scoring_burst_across_a_restart_gets_scores_or_clear_503s_and_nothing_
 
     url, key, leads = setup
     answers: list[tuple[int, float, str]] = []
+    reasons: dict[tuple[int, str], str] = {}  # the first reason given for each kind of answer, for the failure message
     stop = threading.Event()
 
     def client(i: int) -> None:
@@ -94,7 +95,9 @@ def test_a_scoring_burst_across_a_restart_gets_scores_or_clear_503s_and_nothing_
             n += 1
             try:
                 r, took = _timed(url, lead, key)
-                answers.append((r.status_code, took, r.json().get("dependency", "") if r.status_code != 200 else ""))
+                body = r.json() if r.status_code != 200 else {}
+                answers.append((r.status_code, took, body.get("dependency", "")))
+                reasons.setdefault((r.status_code, body.get("dependency", "")), str(body.get("reason", ""))[:200])
             except httpx.HTTPError as exc:
                 answers.append((0, 10.0, type(exc).__name__))
 
@@ -116,7 +119,7 @@ def test_a_scoring_burst_across_a_restart_gets_scores_or_clear_503s_and_nothing_
         for t in threads:
             t.join(30)
     kinds = {(status, dep) for status, _, dep in answers}
-    assert kinds <= {(200, ""), (503, server)}, sorted(kinds)
+    assert kinds <= {(200, ""), (503, server)}, (sorted(kinds), reasons)
     assert (503, server) in kinds, "the burst never met the stopped server"
     assert max(took for _, took, _ in answers) < 5.0, max(took for _, took, _ in answers)
     assert all(status == 200 for status, _, _ in answers[-20:]), answers[-20:]
