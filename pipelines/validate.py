@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -21,9 +22,14 @@ from pipelines.spec import DatasetSpec
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
 FUTURE_SLACK = timedelta(days=1)
-# what Python's str.strip removes, as an RE2 class: a column with none of these at either end needs no strip
-_SPACE = "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]"
-_EDGE_SPACE = f"^{_SPACE}|{_SPACE}$"
+
+
+@cache
+def _edge_space() -> str:
+    """An RE2 pattern for whitespace at either end of a value, by what Python's str.strip removes (made on first
+    use: scanning every code point takes about 50 ms, which no import should pay)."""
+    space = "[" + "".join(f"\\x{{{c:x}}}" for c in range(0x110000) if chr(c).isspace()) + "]"
+    return f"^{space}|{space}$"
 
 
 @dataclass
@@ -50,7 +56,7 @@ def stripped(col: pd.Series) -> pd.Series:
     text = col.astype(str)
     try:
         if not pc.any(pc.match_substring_regex(pa.array(text.to_numpy(dtype=object), type=pa.string()),
-                                               _EDGE_SPACE)).as_py():
+                                               _edge_space())).as_py():
             return text
     except (pa.ArrowException, TypeError):  # anything Arrow cannot take: the plain way
         pass
