@@ -143,7 +143,15 @@ def test_redis_restarted_while_a_materialization_writes_puts_every_row_online(
         settings: Settings, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from infra.servers import Redis
 
-    _materialize_under(settings, tmp_path, caplog, "test_materialize_restart", lambda s: Redis(s).stop(),
+    def stop(s: Settings) -> None:
+        """Hold the job's next write (CLIENT PAUSE WRITE), then stop Redis: the held write meets the restart for
+        certain, where a plain stop raced the job's last writes (120,000 rows took less time than a stop)."""
+        import redis
+
+        redis.Redis.from_url(s.redis_url("admin")).client_pause(30_000, all=False)  # the operator login
+        Redis(s).stop()
+
+    _materialize_under(settings, tmp_path, caplog, "test_materialize_restart", stop,
                        lambda _s, client, before: client.dbsize() >= before + 1000,
                        "Redis did not answer while materializing")
 
