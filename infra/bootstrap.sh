@@ -46,6 +46,17 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
 
+# 3. For the tests only: Debian's Chromium (the console's browser tests drive it through Playwright, which never
+#    downloads a browser of its own) and axe-core from npm (pinned by tests/browser/package-lock.json).
+if [ "${1:-install}" = test ]; then
+  apt_need chromium chromium
+  if [ ! -f tests/browser/node_modules/axe-core/axe.min.js ]; then
+    command -v npm >/dev/null 2>&1 || apt_need npm npm
+    step "installing axe-core (npm ci)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in tests/browser failed"
+  fi
+fi
+
 case "${1:-install}" in
   install) step "installed: activate with 'source $VENV/bin/activate', then 'leadscore --help'" ;;
   demo)    step "running the main job"; exec leadscore demo ;;

@@ -29,9 +29,11 @@ API_PATHS = ("/score", "/rank", "/admin/reload")
 FAST_PATHS = ("/score", "/rank")
 OWN_GETS = ("/", "/docs-init.js", "/docs.json", "/metrics")
 ROUTES = {"/score", "/rank", "/admin/reload", "/consent", "/privacy/erasure", "/healthz", "/livez", "/readyz",
-          "/metrics", "/", "/docs.json", "/docs-init.js"}
+          "/metrics", "/", "/docs.json", "/docs-init.js", "/console", "/console/", "/console/sign-in",
+          "/console/sign-out", "/console/leads"}
 TEMPLATES = (("/consent/", "/consent/{lead_id}"), ("/privacy/export/", "/privacy/export/{lead_id}"),
-             ("/static_content/", "/static_content/{file}"))
+             ("/static_content/", "/static_content/{file}"), ("/console/leads/", "/console/leads/{lead_id}"),
+             ("/console/static/", "/console/static/{file}"), ("/console/", "/console/(other)"))
 REAL_PATH = "leadscore.path"
 log = logging.getLogger("leadscore.serving")
 _state: dict[str, Any] = {}  # this worker's service, metrics token and whether it answers the fast path

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import bentoml
 import prometheus_client  # noqa: F401 - before Feast, which would switch it to its own multiprocess directory
 
+from serving.console.app import console
 from serving.middleware import ApiGuard, label_routes_only
 from serving.privacy_api import privacy_api
 from serving.schemas import RankRequest, RankResponse, ReloadResponse, ScoreRequest, ScoreResponse
@@ -35,6 +36,7 @@ TRACED = os.environ.get("LEADSCORE_TRACE_SCORING", "0") == "1"
                  logging={"access": {"enabled": ACCESS_LOG}},
                  tracing={"excluded_urls": [] if TRACED else ["/score", "/rank"]})
 @bentoml.asgi_app(privacy_api, path="/")  # /consent and /privacy/* (serving/privacy_api.py)
+@bentoml.asgi_app(console, path="/console")  # the console's pages (serving/console): mounted before "/"
 class LeadScorer:
     """Scores and ranks brokers' leads with the @champion ensemble, explains each score, re-ranks by message text."""
 
@@ -66,6 +68,9 @@ class LeadScorer:
         from serving.privacy_api import attach
 
         attach(self, settings)
+        from serving.console.app import attach as attach_console
+
+        attach_console(self, settings)
         middleware.attach(self, settings.secret("metrics_token", create=True))
         if os.environ.get("LEADSCORE_FAST_HTTP", "1") == "1":
             from serving.middleware import serve_fast

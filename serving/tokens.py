@@ -61,8 +61,8 @@ class TokenVerifier:
             self.key, self.algorithms = settings.secret(SIGNING, create=True), ["HS256"]
         self.rate = float(settings.env.get("LEADSCORE_JWT_RATE", "1000"))
 
-    def verify(self, token: str) -> ApiKey | None:
-        """The grant of a valid, unexpired token of a known role; None for anything else."""
+    def claims(self, token: str) -> dict | None:
+        """The claims of a valid, unexpired token of a known role and tenant; None for anything else."""
         import jwt
 
         try:
@@ -74,5 +74,14 @@ class TokenVerifier:
         if role not in ROLES or not isinstance(tenant, str) or not TENANT_NAME.fullmatch(tenant) or tenant == "admin" \
                 or not isinstance(subject, str) or not subject:
             return None
-        broker = claims.get("broker") if isinstance(claims.get("broker"), str) else None
-        return ApiKey(f"jwt:{subject[:64]}", tenant, broker, self.rate, default_burst(self.rate), ROLES[role])
+        if not isinstance(claims.get("broker"), str):
+            claims.pop("broker", None)
+        return claims
+
+    def verify(self, token: str) -> ApiKey | None:
+        """The grant of a valid, unexpired token of a known role; None for anything else."""
+        claims = self.claims(token)
+        if claims is None:
+            return None
+        return ApiKey(f"jwt:{claims['sub'][:64]}", claims["tenant"], claims.get("broker"), self.rate,
+                      default_burst(self.rate), ROLES[claims["role"]])

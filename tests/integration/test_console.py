@@ -1,0 +1,217 @@
+"""The console in a real browser: Debian's Chromium driven by Playwright against the real `leadscore serve`.
+
+Sign in with a token from `leadscore serve token create`, the ranked list, filters, a lead's page, sign-out; a
+tenant that does not hold a lead gets 404 for it by URL; a message with markup shows as text; a form without its
+CSRF token is refused; axe-core finds no serious or critical violation on any page. Screenshots go to
+$LEADSCORE_SCREENSHOTS (docs/console/ holds the ones the docs show) or the test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from infra.config import Settings
+from tests.conftest import REPO
+from tests.integration.serving_support import ensure_champion, run_ok, serving
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+AXE = REPO / "tests/browser/node_modules/axe-core/axe.min.js"
+XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
+XSS_LEAD = "it-console-xss"
+
+
+@pytest.fixture(scope="module")
+def champion(settings: Settings, stack_env_vars: dict[str, str], applied_store) -> str:  # noqa: ANN001
+    return ensure_champion(settings, stack_env_vars)
+
+
+@pytest.fixture(scope="module")
+def url(stack_env_vars: dict[str, str], settings: Settings, champion: str, tmp_path_factory) -> str:
+    log = tmp_path_factory.mktemp("console") / "serve.log"
+    with serving(stack_env_vars, settings.serving_port, log) as base:
+        yield base
+
+
+def token(env: dict[str, str], tenant: str, role: str = "broker", broker: str | None = "BR-7") -> str:
+    extra = ["--broker", broker] if broker else []
+    return run_ok(["serve", "token", "--subject", f"it-{role}@{tenant}", "--tenant", tenant, "--role", role,
+                   *extra], env).strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201 - playwright Browser
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: `bash infra/bootstrap.sh test` installs Debian's chromium")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("LEADSCORE_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def sign_in(page, url: str, secret: str) -> None:  # noqa: ANN001 - playwright Page
+    page.goto(f"{url}/console/")
+    assert page.url.endswith("/console/sign-in")
+    page.get_by_label("Access token or API key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+
+
+def axe_violations(page) -> list[dict]:  # noqa: ANN001
+    """axe-core's serious and critical violations on the page as shown."""
+    assert AXE.exists(), f"{AXE} is missing: `bash infra/bootstrap.sh test` installs it (npm ci in tests/browser)"
+    if not page.evaluate("typeof axe !== 'undefined'"):  # through DevTools: the page's CSP stays in force for it
+        page.evaluate(f"() => {{ {AXE.read_text()}\n; window.axe = axe; }}")
+    found = page.evaluate("async () => (await axe.run(document)).violations.map(v => ({id: v.id, impact: v.impact, "
+                          "nodes: v.nodes.length, help: v.help}))")
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+def test_a_broker_signs_in_sees_the_ranked_list_filters_opens_a_lead_and_signs_out(
+        url: str, stack_env_vars: dict[str, str], browser, shots: Path) -> None:  # noqa: ANN001
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default"))
+    assert page.url.endswith("/console/leads"), page.content()[:2000]
+    rows = page.locator("table.leads tbody tr")
+    assert rows.count() >= 100, page.locator("main").inner_text()[:2000]
+    ranks = [int(t) for t in page.locator("table.leads tbody tr td:nth-child(1)").all_inner_texts()]
+    scores = [float(t) for t in page.locator("table.leads tbody tr td:nth-child(4)").all_inner_texts()]
+    assert ranks == list(range(1, len(ranks) + 1))
+    assert all(a >= b for a, b in zip(scores, scores[1:], strict=False)), "the list is not best first"
+    assert all(t.startswith("Tier ") for t in page.locator("table.leads tbody tr td:nth-child(5)").all_inner_texts())
+    assert page.locator("table.leads tbody tr td:nth-child(6) time").count() == rows.count()
+    page.screenshot(path=str(shots / "leads.png"))
+    assert axe_violations(page) == []
+
+    cookie = next(c for c in context.cookies() if c["name"] == "ls_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/console"
+    total = rows.count()
+    tiers = page.locator("#f-tier option").all_inner_texts()[1:]
+    assert tiers, "no tier to filter by"
+    page.select_option("#f-tier", tiers[-1])
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_load_state()
+    shown = page.locator("table.leads tbody tr td:nth-child(3)").all_inner_texts()
+    assert shown and set(shown) == {tiers[-1]} and len(shown) < total, (tiers, shown[:5], total)
+    cities = page.locator("#f-city option").all_inner_texts()[1:]
+    assert cities, "the model's city feature gives no filter"
+    page.goto(f"{url}/console/leads?city={cities[0]}")
+    city_col = page.locator("table.leads thead th").all_inner_texts().index("City") + 1
+    assert set(page.locator(f"table.leads tbody tr td:nth-child({city_col})").all_inner_texts()) == {cities[0]}
+
+    page.goto(f"{url}/console/leads")
+    first = page.locator("table.leads tbody tr td:nth-child(2) a").first
+    lead_id = first.inner_text()
+    first.click()
+    page.wait_for_load_state()
+    assert page.url.endswith(f"/console/leads/{lead_id}")
+    assert page.locator("h1").inner_text() == f"Lead {lead_id}"
+    assert page.locator("#explanation").inner_text().startswith("Tier ")
+    assert page.locator("figure.chart svg rect").count() >= 2, "no contribution bars"
+    consent = page.locator("#consent-h + table tbody tr td:nth-child(2)").all_inner_texts()
+    assert len(consent) == 3 and consent[0] in ("granted", "withdrawn", "not asked")
+    assert page.locator("#history-h ~ table tbody tr").count() >= 1, "the lead's score history is empty"
+    page.screenshot(path=str(shots / "lead.png"), full_page=True)
+    assert axe_violations(page) == []
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/console/sign-in")
+    assert axe_violations(page) == []
+    old = httpx.get(f"{url}/console/leads", cookies={"ls_session": cookie["value"]}, follow_redirects=False)
+    assert old.status_code == 303 and old.headers["location"].endswith("/sign-in"), "a signed-out session still opens"
+    context.close()
+
+
+def test_another_tenants_lead_is_not_found_by_url(url: str, stack_env_vars: dict[str, str], browser,  # noqa: ANN001
+                                                  settings: Settings) -> None:
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        theirs = conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id LIMIT 1").fetchone()[0]
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "it-tenant-b"))
+    assert page.url.endswith("/console/leads")
+    assert page.locator("table.leads tbody tr").all_inner_texts() == ["No lead matches."]
+    response = page.goto(f"{url}/console/leads/{theirs}")
+    assert response.status == 404 and theirs not in page.content(), page.content()[:1000]
+    context.close()
+    other = browser.new_context()  # the default tenant's broker reaches it
+    own = other.new_page()
+    sign_in(own, url, token(stack_env_vars, "default"))
+    assert own.goto(f"{url}/console/leads/{theirs}").status == 200
+    other.close()
+
+
+def test_a_message_with_markup_is_shown_as_text(url: str, stack_env_vars: dict[str, str], browser,  # noqa: ANN001
+                                                settings: Settings, shots: Path) -> None:
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        lead = conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id OFFSET 5 LIMIT 1").fetchone()[0]
+        for purpose in ("scoring", "text_analysis"):
+            conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, %s, true, "
+                         "'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (lead, purpose))
+        conn.execute("INSERT INTO text_store.messages (event_id, lead_id, kind, direction, sent_at, text) VALUES "
+                     "(%s, %s, 'whatsapp', 'inbound', now(), %s) ON CONFLICT (event_id) DO NOTHING",
+                     (XSS_LEAD, lead, XSS))
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    sign_in(page, url, token(stack_env_vars, "default"))
+    response = page.goto(f"{url}/console/leads/{lead}")
+    assert response.status == 200
+    assert XSS in page.locator(".message").all_inner_texts(), page.locator("#messages-h ~ ul").inner_html()[:500]
+    assert page.evaluate("window.__xss") is None and page.locator("main img").count() == 0
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.screenshot(path=str(shots / "lead-message.png"), full_page=True)
+    assert errors == []
+    context.close()
+
+
+def test_a_form_without_its_csrf_token_is_refused(url: str, stack_env_vars: dict[str, str], browser) -> None:  # noqa: ANN001
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{url}/console/sign-in")
+    page.evaluate("document.querySelector('input[name=csrf_token]').remove()")
+    page.get_by_label("Access token or API key").fill(token(stack_env_vars, "default"))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert re.search("did not come from the sign-in page", page.locator("main").inner_text())
+    assert not any(c["name"] == "ls_session" for c in context.cookies()), "signed in without the form token"
+    sign_in(page, url, token(stack_env_vars, "default"))
+    page.evaluate("document.querySelector('header input[name=csrf_token]').value = 'forged'")
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+    assert "did not carry its form token" in page.locator("main").inner_text()
+    assert page.goto(f"{url}/console/leads").status == 200, "the refused sign-out ended the session"
+    context.close()
+
+
+def test_a_wrong_token_and_a_privacy_officer_get_a_readable_line(url: str, stack_env_vars: dict[str, str],  # noqa: ANN001
+                                                                  browser, shots: Path) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, "not-a-token")
+    assert "is not valid" in page.locator("[role=alert]").inner_text()
+    page.screenshot(path=str(shots / "sign-in-refused.png"))
+    assert axe_violations(page) == []
+    sign_in(page, url, token(stack_env_vars, "default", "privacy_officer", None))
+    assert "Lead pages are for brokers" in page.locator("[role=alert]").inner_text()
+    assert "Traceback" not in page.content()
+    context.close()
