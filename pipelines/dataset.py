@@ -22,7 +22,7 @@ DATASETS_DIR = REPO_ROOT / "feature_repo" / "datasets"
 MIGRATIONS_DIR = REPO_ROOT / "infra" / "migrations"
 SCAN_COUNT = 1000
 BOOKKEEPING = (("labels", "dataset"), ("ingest_rejects", "dataset"), ("ingest_runs", "dataset"),
-               ("materialization_runs", "feature_view"))
+               ("lead_brokers", "dataset"), ("materialization_runs", "feature_view"))
 
 
 class DatasetError(ValueError):

@@ -151,6 +151,21 @@ def _duplicates(feats: pd.DataFrame, seen: SeenKeys) -> pd.Series:
     return pd.Series(seen.check_and_add(feats), index=feats.index, dtype=bool)
 
 
+def _brokers(conn, spec: DatasetSpec, feats: pd.DataFrame, brokers: pd.Series) -> None:  # noqa: ANN001
+    """Each lead's broker (the file's last row of the lead names it; a row naming none leaves it as it was)."""
+    rows = pd.DataFrame({"lead_id": feats["lead_id"], "broker": brokers.loc[feats.index], "dataset": spec.name})
+    rows = rows[rows["broker"].notna()].drop_duplicates("lead_id", keep="last")
+    if rows.empty:
+        return
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stage_brokers (lead_id text, broker text, dataset text) "
+                 "ON COMMIT DELETE ROWS")
+    copy_frame(conn, "stage_brokers", rows)
+    conn.execute("""INSERT INTO offline.lead_brokers AS t (lead_id, broker, dataset)
+        SELECT lead_id, broker, dataset FROM stage_brokers
+        ON CONFLICT (lead_id) DO UPDATE SET broker = EXCLUDED.broker, dataset = EXCLUDED.dataset, assigned_at = now()
+        WHERE t.broker IS DISTINCT FROM EXCLUDED.broker""")
+
+
 def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: SeenKeys,  # noqa: ANN001
                 guard=None, result=None, direct: Direct | None = None) -> int:  # noqa: ANN001
     """Upsert one checked chunk; return rows loaded. Duplicate keys within the file are rejected, first wins.
@@ -186,6 +201,8 @@ def write_chunk(conn, spec: DatasetSpec, checked: CheckedChunk, sha: str, seen: 
             RETURNING lead_id, granted""").fetchall()
         if guard is not None:
             guard.ledger(conn, purpose, changed)
+    if checked.brokers is not None:
+        _brokers(conn, spec, feats, checked.brokers)
     if guard is not None:
         checked.rejects = guard.drop_erased_rejects(checked.rejects)
         guard.record_minors(conn, feats)

@@ -194,6 +194,9 @@ class DatasetSpec(_Strict):
     tenant_column: str | None = Field(None, description="a column naming each row's tenant (one export of several "
                                       "broker firms); a row whose value is no tenant name is rejected; not with "
                                       "`tenant` or `--tenant`")
+    broker_column: str | None = Field(None, description="a column naming the broker each lead is assigned to (the "
+                                      "CRM's owner or agent id: an opaque staff id, 1-64 of A-Z a-z 0-9 _ . : @ -); "
+                                      "a broker signed into the console sees only their own leads")
     null_values: list[str] = Field(default_factory=lambda: [""], description="strings read as missing")
     csv: CsvSpec | None = Field(None, description="separator, quote, encoding, decimal mark; default: detected")
     entity: EntitySpec
@@ -260,6 +263,8 @@ class DatasetSpec(_Strict):
             cols.add(self.label.column)
         if self.tenant_column:
             cols.add(self.tenant_column)
+        if self.broker_column:
+            cols.add(self.broker_column)
         return cols
 
     @field_validator("tenant")

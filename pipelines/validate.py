@@ -19,6 +19,7 @@ from pipelines.csv_read import COMMA_NUMBER, Dialect
 from pipelines.generated_ids import RowIds
 from pipelines.spec import DatasetSpec
 
+BROKER_ID = r"[A-Za-z0-9_.:@-]{1,64}"  # a broker's id in a CRM export (spec `broker_column`)
 TRUE_WORDS = {"1", "true", "t", "yes", "y"}
 FALSE_WORDS = {"0", "false", "f", "no", "n"}
 FUTURE_SLACK = timedelta(days=1)
@@ -40,6 +41,8 @@ class CheckedChunk:
     labels: pd.Series | None  # 0/1 per valid row
     consent: dict[str, pd.Series]  # purpose -> granted (bool) per valid row
     rejects: pd.DataFrame  # row_number, lead_id, reason, payload (dict)
+    brokers: pd.Series | None = None  # the broker each valid row is assigned to (None: not assigned), with a spec's
+    # broker_column
 
 
 def keyed_hash(values: pd.Series, key: bytes) -> pd.Series:
@@ -162,6 +165,14 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
     elif (space := namespace(tenant or spec.tenant)) != DEFAULT:
         out["lead_id"] = space + SEPARATOR + out["lead_id"].astype(str)
 
+    brokers = None
+    if spec.broker_column:  # the lead's broker: optional per row, but a value must be an id
+        brokers = stripped(raw[spec.broker_column])
+        unassigned = _missing(raw[spec.broker_column], nulls, brokers)
+        fail(~unassigned & ~brokers.str.fullmatch(BROKER_ID), lambda m: "broker " + brokers[m].map(repr) + " is not a "
+             f"broker id: 1-64 of A-Z, a-z, 0-9, _ . : @ - (column '{spec.broker_column}')")
+        brokers = brokers.where(~unassigned, None)
+
     ts_spec = spec.event_timestamp
     if ts_spec.column:
         col = raw[ts_spec.column]
@@ -259,4 +270,5 @@ def check_chunk(raw: pd.DataFrame, spec: DatasetSpec, first_row: int, pii_key: b
         labels=None if labels is None else labels[good],
         consent={k: v[good] for k, v in consent.items()},
         rejects=rejects,
+        brokers=None if brokers is None else brokers[good],
     )

@@ -34,7 +34,8 @@ def contributions(items: Sequence[dict[str, Any]], width: int = 720, bar_h: int 
         length = abs(value) / span * half
         y = i * bar_h + 4
         x = zero if value >= 0 else zero - length
-        label = f"{c['feature']} = {c.get('value')}"
+        value_text = "missing" if c.get("value") is None else c.get("value")
+        label = f"{c['feature']} = {value_text}"
         short = label if len(label) <= 42 else label[:41] + "…"
         parts.append(f'<text x="{label_w}" y="{y + 14}" text-anchor="end" font-size="13" fill="{INK}">'
                      f'{escape(short)}</text>')

@@ -24,6 +24,7 @@ class LeadFacts:
     """A lead's page, less its score: last activity, consent per purpose, messages and score history."""
 
     lead_id: str
+    broker: str | None
     last_activity: datetime | None
     consent: list[dict[str, Any]]
     messages: list[dict[str, Any]]
@@ -55,24 +56,33 @@ def _union(tables: list[tuple[str, str, str]]) -> sql.Composable:
     return sql.SQL(" UNION ALL ").join(parts)
 
 
-def recent_leads(db: Db, tenant: str, tables: list[tuple[str, str, str]], limit: int) -> list[tuple[str, datetime]]:
-    """The tenant's `limit` most recently active leads that consent to scoring: (CRM id, last activity)."""
+def recent_leads(db: Db, tenant: str, tables: list[tuple[str, str, str]], limit: int,
+                 broker: str | None = None) -> list[tuple[str, datetime, str | None]]:
+    """The tenant's `limit` most recently active leads that consent to scoring, only those assigned to `broker`
+    when one is given: (CRM id, last activity, assigned broker)."""
     if not tables:
         return []
-    query = sql.SQL("""SELECT u.lead_id, max(u.event_timestamp) AS last FROM ({}) u
+    mine = sql.SQL("AND b.broker = %(broker)s") if broker is not None else sql.SQL("")
+    join = sql.SQL("JOIN") if broker is not None else sql.SQL("LEFT JOIN")
+    query = sql.SQL("""SELECT u.lead_id, max(u.event_timestamp) AS last, min(b.broker) FROM ({}) u
         JOIN compliance.consent c ON c.lead_id = u.lead_id AND c.purpose = 'scoring' AND c.granted
              AND (c.expires_at IS NULL OR c.expires_at > now())
-        GROUP BY u.lead_id ORDER BY last DESC, u.lead_id LIMIT %s""").format(_union(tables))
+        {} offline.lead_brokers b ON b.lead_id = u.lead_id {}
+        GROUP BY u.lead_id ORDER BY last DESC, u.lead_id LIMIT %(limit)s""").format(_union(tables), join, mine)
     with db.conn() as conn, tenant_reads(conn, tenant):
-        rows = conn.execute(query, (limit,)).fetchall()
-    return [(split_id(lead)[1], last) for lead, last in rows]
+        rows = conn.execute(query, {"limit": limit, "broker": broker}).fetchall()
+    return [(split_id(lead)[1], last, assigned) for lead, last, assigned in rows]
 
 
-def lead_facts(db: Db, tenant: str, lead_id: str, tables: list[tuple[str, str, str]],
+def lead_facts(db: Db, tenant: str, lead_id: str, tables: list[tuple[str, str, str]], broker: str | None = None,
                history: int = 30, messages: int = 20) -> LeadFacts | None:
-    """Everything the lead's page shows besides its score; None when the tenant holds no such lead."""
+    """Everything the lead's page shows besides its score; None when the tenant holds no such lead (or, with
+    `broker`, when the lead is not assigned to that broker)."""
     stored = stored_id(tenant, lead_id)
     with db.conn() as conn, tenant_reads(conn, tenant):
+        assigned = conn.execute("SELECT broker FROM offline.lead_brokers WHERE lead_id = %s", (stored,)).fetchone()
+        if broker is not None and (assigned is None or assigned[0] != broker):
+            return None
         last = None
         if tables:
             last = conn.execute(sql.SQL("SELECT max(event_timestamp) FROM ({}) u WHERE lead_id = %s").format(
@@ -87,7 +97,7 @@ def lead_facts(db: Db, tenant: str, lead_id: str, tables: list[tuple[str, str, s
                               "WHERE lead_id = %s ORDER BY at DESC LIMIT %s", (stored, history)).fetchall()
     held = {row[0]: row for row in consent}
     return LeadFacts(
-        lead_id, last,
+        lead_id, assigned[0] if assigned else None, last,
         [{"purpose": p, "granted": bool(held[p][1]) if p in held else None,
           "source": held[p][2] if p in held else None, "recorded_at": held[p][3] if p in held else None,
           "expires_at": held[p][4] if p in held else None} for p in PURPOSES],

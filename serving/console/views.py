@@ -33,6 +33,12 @@ def ago(when: datetime | None, now: datetime | None = None) -> str:
     return "just now"
 
 
+def mine(session: Session) -> str | None:
+    """The broker whose leads alone the session sees (a broker's own id; '' for a broker token naming none, which
+    matches no lead); None for managers and data scientists, who see the tenant's leads."""
+    return (session.broker or "") if session.role == "broker" else None
+
+
 def _grant(session: Session):  # noqa: ANN202 - serving.keys.ApiKey
     from serving.keys import ApiKey
 
@@ -72,14 +78,15 @@ async def ranked(state: dict[str, Any], session: Session, chosen: dict[str, str]
     loop = asyncio.get_running_loop()
     tables = await loop.run_in_executor(None, tables_for, engine, served.model.feature_service)
     recent = await loop.run_in_executor(None, data.recent_leads, state["db"], session.tenant, tables,
-                                        state["limit"])
-    last = dict(recent)
+                                        state["limit"], mine(session))
+    last = {lead: at for lead, at, _ in recent}
+    owner = {lead: broker for lead, _, broker in recent}
     grant, request_id = _grant(session), new_request_id()
 
     def work() -> tuple[dict, list, list]:
         if not recent:
             return {"results": [], "not_found": [], "refused": [], "reranked": False}, [], []
-        body = engine.rank([Item.asked(grant, lead, None, None, request_id) for lead, _ in recent], True, None)
+        body = engine.rank([Item.asked(grant, lead, None, None, request_id) for lead, _, _ in recent], True, None)
         rows = _online(served, [stored_id(session.tenant, r["lead_id"]) for r in body["results"]])
         explained = served.model.score(rows, explain="path", top_k=2) if rows else []
         return body, rows, explained
@@ -93,6 +100,7 @@ async def ranked(state: dict[str, Any], session: Session, chosen: dict[str, str]
     for result, row, exp in zip(body["results"], rows, explained, strict=True):
         listed.append({**result, "explanation": exp.get("explanation", ""),
                        "last_activity": last.get(result["lead_id"]), "ago": ago(last.get(result["lead_id"]), now),
+                       "broker": owner.get(result["lead_id"]),
                        "source": row.get(source) if source else None, "city": row.get(city) if city else None})
 
     def options(key: str) -> list[str]:
@@ -101,7 +109,7 @@ async def ranked(state: dict[str, Any], session: Session, chosen: dict[str, str]
     filters = {"tier": options("tier"), "source": options("source") if source else None,
                "city": options("city") if city else None}
     shown = [r for r in listed if all(not chosen.get(k) or str(r[k]) == chosen[k] for k in ("tier", "source", "city"))]
-    return {"rows": shown, "total": len(listed), "filters": filters, "chosen": chosen,
+    return {"rows": shown, "total": len(listed), "filters": filters, "chosen": chosen, "mine": mine(session),
             "source_feature": source, "city_feature": city, "reranked": body.get("reranked", False),
             "model_version": served.model.version, "feature_service": served.model.feature_service,
             "refused": len(body["refused"]), "not_found": len(body["not_found"]),
@@ -117,7 +125,8 @@ async def lead_page(state: dict[str, Any], session: Session, lead_id: str) -> di
     served = engine.require()
     loop = asyncio.get_running_loop()
     tables = await loop.run_in_executor(None, tables_for, engine, served.model.feature_service)
-    facts = await loop.run_in_executor(None, data.lead_facts, state["db"], session.tenant, lead_id, tables)
+    facts = await loop.run_in_executor(None, data.lead_facts, state["db"], session.tenant, lead_id, tables,
+                                       mine(session))
     if facts is None:
         return None
     item = Item.asked(_grant(session), lead_id, None, None)
@@ -128,4 +137,4 @@ async def lead_page(state: dict[str, Any], session: Session, lead_id: str) -> di
     return {"lead_id": lead_id, "status": status, "score": scored, "reason": None if scored else body.get("reason"),
             "chart": contributions(bars), "history_chart": history(facts.history), "history": facts.history[-10:],
             "consent": facts.consent, "messages": facts.messages, "texts_shown": bool(consent.get("text_analysis")),
-            "last_activity": facts.last_activity, "ago": ago(facts.last_activity)}
+            "last_activity": facts.last_activity, "ago": ago(facts.last_activity), "broker": facts.broker}

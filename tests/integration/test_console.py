@@ -26,6 +26,7 @@ CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM") or shutil.which("chromium") or "
 AXE = REPO / "tests/browser/node_modules/axe-core/axe.min.js"
 XSS = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'
 XSS_LEAD = "it-console-xss"
+ASSIGNED_BY = "it_console"  # the dataset the test's assignments are recorded under (removed at the end)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,25 @@ def champion(settings: Settings, stack_env_vars: dict[str, str], applied_store) 
 
 
 @pytest.fixture(scope="module")
-def url(stack_env_vars: dict[str, str], settings: Settings, champion: str, tmp_path_factory) -> str:
+def assigned(settings: Settings, champion: str) -> dict[str, list[str]]:
+    """300 consenting X Education leads assigned to broker BR-7 and 20 to BR-8, as a CRM export's broker column
+    would assign them (tests/integration/test_ingest_runs.py shows the ingest writing these rows)."""
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        leads = [r[0] for r in conn.execute(
+            "SELECT x.lead_id FROM offline.xeducation x JOIN compliance.consent c ON c.lead_id = x.lead_id AND "
+            "c.purpose = 'scoring' AND c.granted ORDER BY x.lead_id LIMIT 320")]
+        mine = {"BR-7": leads[:300], "BR-8": leads[300:]}
+        for broker, ids in mine.items():
+            conn.execute("INSERT INTO offline.lead_brokers (lead_id, broker, dataset) SELECT l, %s, %s FROM "
+                         "unnest(%s::text[]) l ON CONFLICT (lead_id) DO UPDATE SET broker = EXCLUDED.broker",
+                         (broker, ASSIGNED_BY, ids))
+    yield mine
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        conn.execute("DELETE FROM offline.lead_brokers WHERE dataset = %s", (ASSIGNED_BY,))
+
+
+@pytest.fixture(scope="module")
+def url(stack_env_vars: dict[str, str], settings: Settings, champion: str, assigned, tmp_path_factory) -> str:  # noqa: ANN001
     log = tmp_path_factory.mktemp("console") / "serve.log"
     with serving(stack_env_vars, settings.serving_port, log) as base:
         yield base
@@ -90,7 +109,7 @@ def test_a_broker_signs_in_sees_the_ranked_list_filters_opens_a_lead_and_signs_o
     sign_in(page, url, token(stack_env_vars, "default"))
     assert page.url.endswith("/console/leads"), page.content()[:2000]
     rows = page.locator("table.leads tbody tr")
-    assert rows.count() >= 100, page.locator("main").inner_text()[:2000]
+    assert rows.count() == 300, page.locator("main").inner_text()[:2000]  # BR-7's leads: all consent to scoring
     ranks = [int(t) for t in page.locator("table.leads tbody tr td:nth-child(1)").all_inner_texts()]
     scores = [float(t) for t in page.locator("table.leads tbody tr td:nth-child(4)").all_inner_texts()]
     assert ranks == list(range(1, len(ranks) + 1))
@@ -141,9 +160,8 @@ def test_a_broker_signs_in_sees_the_ranked_list_filters_opens_a_lead_and_signs_o
 
 
 def test_another_tenants_lead_is_not_found_by_url(url: str, stack_env_vars: dict[str, str], browser,  # noqa: ANN001
-                                                  settings: Settings) -> None:
-    with psycopg.connect(settings.pg_dsn()) as conn:
-        theirs = conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id LIMIT 1").fetchone()[0]
+                                                  assigned) -> None:
+    theirs = assigned["BR-7"][0]
     context = browser.new_context()
     page = context.new_page()
     sign_in(page, url, token(stack_env_vars, "it-tenant-b"))
@@ -160,9 +178,9 @@ def test_another_tenants_lead_is_not_found_by_url(url: str, stack_env_vars: dict
 
 
 def test_a_message_with_markup_is_shown_as_text(url: str, stack_env_vars: dict[str, str], browser,  # noqa: ANN001
-                                                settings: Settings, shots: Path) -> None:
+                                                settings: Settings, shots: Path, assigned) -> None:
+    lead = assigned["BR-7"][5]
     with psycopg.connect(settings.pg_dsn()) as conn:
-        lead = conn.execute("SELECT lead_id FROM offline.xeducation ORDER BY lead_id OFFSET 5 LIMIT 1").fetchone()[0]
         for purpose in ("scoring", "text_analysis"):
             conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, %s, true, "
                          "'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (lead, purpose))
@@ -181,6 +199,32 @@ def test_a_message_with_markup_is_shown_as_text(url: str, stack_env_vars: dict[s
     assert "script-src 'self'" in response.headers["content-security-policy"]
     page.screenshot(path=str(shots / "lead-message.png"), full_page=True)
     assert errors == []
+    context.close()
+
+
+def test_a_broker_sees_only_their_leads_and_a_manager_every_lead_of_the_tenant(
+        url: str, stack_env_vars: dict[str, str], browser, assigned) -> None:  # noqa: ANN001
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default", broker="BR-8"))
+    shown = page.locator("table.leads tbody tr td:nth-child(2)").all_inner_texts()
+    assert sorted(shown) == sorted(assigned["BR-8"])
+    assert page.goto(f"{url}/console/leads/{assigned['BR-8'][0]}").status == 200
+    assert page.goto(f"{url}/console/leads/{assigned['BR-7'][0]}").status == 404, "another broker's lead opened"
+    context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default", "manager", None))
+    headers = page.locator("table.leads thead th").all_inner_texts()
+    assert "Broker" in headers
+    brokers = page.locator(f"table.leads tbody tr td:nth-child({headers.index('Broker') + 1})").all_inner_texts()
+    assert len(brokers) == 1000 and {"BR-7", "BR-8", ""} >= set(brokers), set(brokers)
+    assert page.goto(f"{url}/console/leads/{assigned['BR-7'][0]}").status == 200
+    context.close()
+    context = browser.new_context()  # a broker's token that names no broker sees no lead
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default", broker=None))
+    assert page.locator("table.leads tbody tr").all_inner_texts() == ["No lead matches."]
     context.close()
 
 

@@ -137,3 +137,38 @@ def test_a_first_load_copies_straight_in_and_falls_back_to_upserts_at_a_key_alre
         ages = conn.execute(f"SELECT lead_id, age FROM offline.{name} ORDER BY 1").fetchall()
         assert ages == [(f"Lead {i}", 77) for i in range(5)]
         assert conn.execute("SELECT count(*) FROM offline.labels WHERE dataset = %s", (name,)).fetchone()[0] == 5
+
+
+def test_a_broker_column_assigns_each_lead_and_dropping_the_dataset_forgets_it(
+        settings: Settings, tmp_path: Path, stack_env_vars: dict[str, str]) -> None:
+    """A spec's `broker_column`: each lead's broker lands in offline.lead_brokers (the last row of a lead wins; an
+    empty cell assigns nobody; a value that is no broker id rejects its row with the column named); a second file
+    reassigns; `dataset drop` removes the dataset's assignments."""
+    from pipelines.dataset import drop_dataset
+
+    name = "test_ingest_brokers"
+    spec = _spec(tmp_path / "specs", name, entity="{column: Nom}")
+    spec.write_text(spec.read_text(encoding="utf-8") + "broker_column: Agent\n", encoding="utf-8")
+    path = _file(tmp_path / "export.csv", 6)
+    lines = path.read_bytes().decode("utf-8").split("\r\n")
+    agents = ["Agent", "BR-1", "BR-2", "", "bad agent", "BR-1", "BR-2"]
+    path.write_bytes("\r\n".join(f"{line};{agent}" if line else line for line, agent in zip(lines, agents + [""],
+                                                                                          strict=False)).encode())
+    done = leadscore(["ingest", "crm", str(path), "--spec", str(spec)], stack_env_vars)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "read 6, loaded 5, rejected 1" in done.stdout, done.stdout
+
+    def held() -> list[tuple]:
+        with psycopg.connect(settings.pg_dsn()) as conn:
+            return conn.execute("SELECT lead_id, broker FROM offline.lead_brokers WHERE dataset = %s ORDER BY 1",
+                                (name,)).fetchall()
+
+    assert held() == [("Lead 0", "BR-1"), ("Lead 1", "BR-2"), ("Lead 4", "BR-1"), ("Lead 5", "BR-2")]
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        reason = conn.execute("SELECT reason FROM offline.ingest_rejects WHERE dataset = %s", (name,)).fetchone()[0]
+    assert reason == "broker 'bad agent' is not a broker id: 1-64 of A-Z, a-z, 0-9, _ . : @ - (column 'Agent')"
+    path.write_bytes(path.read_bytes().replace(b";BR-1", b";BR-9"))
+    assert leadscore(["ingest", "crm", str(path), "--spec", str(spec)], stack_env_vars).returncode == 0
+    assert held() == [("Lead 0", "BR-9"), ("Lead 1", "BR-2"), ("Lead 4", "BR-9"), ("Lead 5", "BR-2")]
+    drop_dataset(settings, name, folder=spec.parent)
+    assert held() == []

@@ -76,3 +76,22 @@ def test_training_across_tenants_needs_the_flag() -> None:
         choose_tenants(frame, "zeta", False)
     single = frame[frame["lead_id"].str.startswith("acme/")]
     assert choose_tenants(single, None, False)[1] == "acme"
+
+
+def test_ingest_rows_carry_their_broker_and_a_bad_broker_id_is_rejected() -> None:
+    from pipelines.spec import DatasetSpec
+    from pipelines.validate import check_chunk
+
+    spec = DatasetSpec.model_validate({
+        "name": "t", "description": "d", "owner": "o", "entity": {"column": "id"}, "broker_column": "owner",
+        "event_timestamp": {"default": "2026-01-01T00:00:00Z"}, "consent": {"scoring": {"default": True,
+                                                                                         "source": "tests"}},
+        "features": [{"column": "x", "name": "x", "type": "int"}]})
+    assert "owner" in spec.known_columns()
+    raw = pd.DataFrame({"id": ["L-1", "L-2", "L-3", "L-4"], "x": ["1", "2", "3", "4"],
+                        "owner": [" BR-7 ", "", "bad broker<x>", "agent@acme"]}, dtype=str)
+    checked = check_chunk(raw.copy(), spec, 1, b"k")
+    assert list(checked.features["lead_id"]) == ["L-1", "L-2", "L-4"]
+    assert list(checked.brokers) == ["BR-7", None, "agent@acme"]  # an empty cell: not assigned, not refused
+    assert checked.rejects["reason"].tolist() == ["broker 'bad broker<x>' is not a broker id: 1-64 of A-Z, a-z, 0-9, "
+                                                  "_ . : @ - (column 'owner')"]
