@@ -97,6 +97,10 @@ def _print_status(rows) -> None:
         table.add_row(row.name, f"{row.host}:{row.port}", str(row.pid or "-"),
                       f"[{colors[row.state]}]{row.state}[/]")
     Console().print(table)
+    for row in rows:
+        if row.name == "serving" and row.pid:  # the console is a route of the scoring service
+            typer.echo(f"console: http://{row.host}:{row.port}/console/ (sign in with an API key or a token from "
+                       "`leadscore serve token create`)")
 
 
 @infra_app.command("up")
