@@ -8,6 +8,8 @@
                                  with tier, score, explanation, last activity; filters by tier and by the model's
                                  source and city features
     GET  /console/leads/{id}     one lead: score, contributions chart, consent per purpose, messages, score history
+    GET  /console/models         (data scientists) champion and challenger side by side, drift and realized quality
+                                 from the monitor, alerts firing, links to the MLflow and Evidently UIs
 
 Pages are HTML rendered on the server (Jinja2, every value escaped); one small script of the project's own shows
 progress; no asset comes from outside. Every answer carries a Content-Security-Policy without inline script or
@@ -216,3 +218,31 @@ async def lead(request: Request, lead_id: str) -> Response:
     if shown is None:  # another tenant's lead is answered exactly as one that never existed
         raise Problem(404, "Not found", "There is no such lead here.")
     return page(request, "lead.html", session=session, lead=shown)
+
+
+async def _or_line(what: str, fn, *args):  # noqa: ANN001, ANN002, ANN202
+    """(fn(*args), None), or (None, a line saying `what` did not answer) for a source that failed."""
+    try:
+        return await _blocking(fn, *args), None
+    except Exception as exc:  # noqa: BLE001 - one source down: the page says so and shows the rest
+        log.warning("console: %s failed: %s", what, exc)
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return None, f"{what} did not answer ({first}); the rest of the page is current."
+
+
+@console.get("/models")
+async def models(request: Request) -> Response:
+    from serving.console import models_view
+
+    session = await signed_in(request)
+    if session.role != "data_scientist":
+        raise Problem(403, "Not for this role", "The models page is for data scientists; you are signed in as "
+                                                f"{session.role.replace('_', ' ')}.")
+    settings = _state["settings"]
+    held, held_error = await _or_line("MLflow", models_view.versions, settings)
+    monitored, monitor_error = await _or_line("PostgreSQL", models_view.monitor, _state["db"], settings.model_name)
+    firing, alerts_error = await _or_line("Prometheus", models_view.alerts, settings.prometheus_url)
+    return page(request, "models.html", session=session, models=held, models_error=held_error, monitor=monitored,
+                monitor_error=monitor_error, alerts=firing, alerts_error=alerts_error,
+                evidently_url=settings.evidently_url, mlflow_url=settings.tracking_uri,
+                prometheus_url=settings.prometheus_url)

@@ -19,7 +19,7 @@ import pytest
 
 from infra.config import Settings
 from tests.conftest import REPO
-from tests.integration.serving_support import ensure_champion, run_ok, serving
+from tests.integration.serving_support import MODEL, ensure_champion, run_ok, serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CHROMIUM = os.environ.get("LEADSCORE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -258,4 +258,38 @@ def test_a_wrong_token_and_a_privacy_officer_get_a_readable_line(url: str, stack
     sign_in(page, url, token(stack_env_vars, "default", "privacy_officer", None))
     assert "Lead pages are for brokers" in page.locator("[role=alert]").inner_text()
     assert "Traceback" not in page.content()
+    context.close()
+
+
+def test_a_data_scientist_sees_champion_and_challenger_drift_quality_and_alerts(
+        url: str, stack_env_vars: dict[str, str], browser, shots: Path) -> None:  # noqa: ANN001
+    """The monitor's own commands compute drift and realized quality over what the tests above were served; the
+    models page shows them beside the two versions' metrics and plots from MLflow and Prometheus's alerts."""
+    env = {**stack_env_vars, "LEADSCORE_MODEL_NAME": MODEL}
+    run_ok(["monitor", "drift", "--model", MODEL, "--window", "1d"], env)
+    run_ok(["monitor", "performance", "--model", MODEL], env)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default", "data_scientist", None))
+    page.get_by_role("link", name="Models").click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/console/models")
+    main = page.locator("main").inner_text()
+    assert "@champion · version" in main and "did not answer" not in main, main[:3000]
+    auc = page.locator("table.versions tbody tr", has_text="ROC AUC (held out)").locator("td").first.inner_text()
+    assert 0.5 < float(auc) <= 1.0, auc
+    plots = page.locator(".plots img")
+    assert plots.count() >= 2 and all(src.startswith("data:image/png;base64,")
+                                      for src in [plots.nth(i).get_attribute("src") for i in range(plots.count())])
+    assert page.locator("#drift-h ~ table tbody tr").count() >= 10, main[:3000]  # a row per served feature
+    assert "% of features drifted" in main
+    assert page.locator("#quality-h ~ table tbody tr").count() >= 1, main[:3000]
+    assert "No alert is pending or firing." in main or page.locator("#alerts-h ~ table tbody tr").count() >= 1
+    page.screenshot(path=str(shots / "models.png"), full_page=True)
+    assert axe_violations(page) == []
+    context.close()
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, "default"))
+    assert page.goto(f"{url}/console/models").status == 403 and page.locator("a", has_text="Models").count() == 0
     context.close()
