@@ -8,6 +8,8 @@
                                  with tier, score, explanation, last activity; filters by tier and by the model's
                                  source and city features
     GET  /console/leads/{id}     one lead: score, contributions chart, consent per purpose, messages, score history
+    GET  /console/privacy        (privacy officers) open requests with due dates; POST .../export, .../erase,
+                                 .../verify-ledger: a lead's export, its erasure with the receipt, the ledger check
     GET  /console/models         (data scientists) champion and challenger side by side, drift and realized quality
                                  from the monitor, alerts firing, links to the MLflow and Evidently UIs
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,16 @@ BASE = "/console"
 HERE = Path(__file__).parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
-LEAD_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+def is_lead_id(value: str) -> bool:
+    """What a store may hold as a CRM's lead id (compliance.erase.check_ids: 1-200 characters, no control
+    characters or surrounding spaces), less '/', which LeadScore keeps for tenants."""
+    from compliance.erase import PrivacyError, check_ids
+
+    try:
+        check_ids([value])
+    except PrivacyError:
+        return False
+    return "/" not in value
 console = FastAPI(title="LeadScore console", openapi_url=None, docs_url=None, redoc_url=None)
 console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
@@ -146,9 +156,15 @@ async def on_sign_in(_request: Request, _exc: _SignIn) -> Response:
     return RedirectResponse(f"{BASE}/sign-in", status_code=303)
 
 
+def landing(role: str) -> str:
+    """Where a role lands after signing in."""
+    return f"{BASE}/privacy" if role == "privacy_officer" else f"{BASE}/leads"
+
+
 @console.get("/")
 async def home(request: Request) -> Response:
-    return RedirectResponse(f"{BASE}/leads" if await current(request) else f"{BASE}/sign-in", status_code=303)
+    session = await current(request)
+    return RedirectResponse(landing(session.role) if session else f"{BASE}/sign-in", status_code=303)
 
 
 @console.get("/sign-in")
@@ -174,8 +190,8 @@ async def sign_in(request: Request) -> Response:
     if who is None:
         return _sign_in_page(request, 401, "That token or key is not valid (unknown, revoked, expired or "
                                            "malformed): ask your operator for a new one.")
-    sid, _ = await _blocking(_state["sessions"].create, *who)
-    response = RedirectResponse(f"{BASE}/leads", status_code=303)
+    sid, session = await _blocking(_state["sessions"].create, *who)
+    response = RedirectResponse(landing(session.role), status_code=303)
     response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=_cookie_secure(request), path=BASE,
                         max_age=int(_state["sessions"].ttl_s))
     response.delete_cookie(PRE_COOKIE, path=BASE)
@@ -212,7 +228,7 @@ async def leads(request: Request, tier: str = "", source: str = "", city: str = 
 async def lead(request: Request, lead_id: str) -> Response:
     session = await signed_in(request)
     _lead_reader(session)
-    if not LEAD_ID.fullmatch(lead_id):
+    if not is_lead_id(lead_id):
         raise Problem(404, "Not found", "There is no such lead here.")
     shown = await views.lead_page(_state, session, lead_id)
     if shown is None:  # another tenant's lead is answered exactly as one that never existed
@@ -246,3 +262,12 @@ async def models(request: Request) -> Response:
                 monitor_error=monitor_error, alerts=firing, alerts_error=alerts_error,
                 evidently_url=settings.evidently_url, mlflow_url=settings.tracking_uri,
                 prometheus_url=settings.prometheus_url)
+
+
+def _include_routers() -> None:
+    from serving.console.privacy_view import router
+
+    console.include_router(router)
+
+
+_include_routers()

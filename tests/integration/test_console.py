@@ -247,8 +247,8 @@ def test_a_form_without_its_csrf_token_is_refused(url: str, stack_env_vars: dict
     context.close()
 
 
-def test_a_wrong_token_and_a_privacy_officer_get_a_readable_line(url: str, stack_env_vars: dict[str, str],  # noqa: ANN001
-                                                                  browser, shots: Path) -> None:
+def test_a_wrong_token_and_a_role_without_a_page_get_a_readable_line(url: str, stack_env_vars: dict[str, str],  # noqa: ANN001
+                                                                      browser, shots: Path) -> None:
     context = browser.new_context()
     page = context.new_page()
     sign_in(page, url, "not-a-token")
@@ -256,6 +256,8 @@ def test_a_wrong_token_and_a_privacy_officer_get_a_readable_line(url: str, stack
     page.screenshot(path=str(shots / "sign-in-refused.png"))
     assert axe_violations(page) == []
     sign_in(page, url, token(stack_env_vars, "default", "privacy_officer", None))
+    assert page.url.endswith("/console/privacy")
+    assert page.goto(f"{url}/console/leads").status == 403
     assert "Lead pages are for brokers" in page.locator("[role=alert]").inner_text()
     assert "Traceback" not in page.content()
     context.close()
@@ -293,3 +295,60 @@ def test_a_data_scientist_sees_champion_and_challenger_drift_quality_and_alerts(
     sign_in(page, url, token(stack_env_vars, "default"))
     assert page.goto(f"{url}/console/models").status == 403 and page.locator("a", has_text="Models").count() == 0
     context.close()
+
+
+def test_a_privacy_officer_sees_requests_exports_erases_with_a_receipt_and_verifies_the_ledger(
+        url: str, stack_env_vars: dict[str, str], browser, settings: Settings, tmp_path: Path,  # noqa: ANN001
+        shots: Path) -> None:
+    """In a tenant of its own (ingested here by the real command), so the erasure touches no other test's lead."""
+    from compliance.requests import open_request
+    from tests.integration.test_dataset_drop import _spec
+    from tests.integration.test_ingest_runs import _file
+
+    tenant, lead = "it-console-dpo", "Lead 3"
+    spec = _spec(tmp_path / "specs", "it_console_dpo", entity="{column: Nom}")
+    done = run_ok(["ingest", "crm", str(_file(tmp_path / "leads.csv", 6)), "--spec", str(spec), "--tenant", tenant],
+                  stack_env_vars)
+    assert "loaded 6" in done, done
+    request = open_request(settings, "grievance", f"{tenant}/{lead}", "email")
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    sign_in(page, url, token(stack_env_vars, tenant, "privacy_officer", None))
+    assert page.url.endswith("/console/privacy")
+    row = page.locator("table.requests tbody tr", has_text=request)
+    assert row.count() == 1 and lead in row.inner_text() and "d left" in row.inner_text(), page.content()[:2000]
+    assert axe_violations(page) == []
+
+    page.fill("#export-lead", lead)
+    page.get_by_role("button", name="Export").click()
+    page.wait_for_load_state()
+    assert page.locator("pre.export").count() == 1, page.locator("main").inner_text()[:1500]
+    exported = page.locator("pre.export").inner_text()
+    assert f'"{lead}"' in exported and f"{tenant}/" not in exported, exported[:1500]  # the tenant's own id only
+
+    page.fill("#erase-lead", lead)
+    page.get_by_role("button", name="Erase").click()  # not confirmed: refused, nothing erased
+    page.wait_for_load_state()
+    assert "tick the box" in page.locator("[role=alert]").inner_text()
+    page.goto(f"{url}/console/privacy")
+    page.fill("#erase-lead", lead)
+    page.check("#erase-confirm")
+    page.get_by_role("button", name="Erase").click()
+    page.wait_for_load_state()
+    receipt = page.locator("#receipt").inner_text()
+    assert "complete" in receipt and "incomplete" not in receipt, receipt
+    with psycopg.connect(settings.pg_dsn()) as conn:
+        left = conn.execute("SELECT count(*) FROM offline.it_console_dpo WHERE lead_id = %s",
+                            (f"{tenant}/{lead}",)).fetchone()[0]
+        others = conn.execute("SELECT count(*) FROM offline.it_console_dpo").fetchone()[0]
+    assert (left, others) == (0, 5)
+    assert page.locator("table.requests tbody tr", has_text=request).count() == 0, "the answered request stays open"
+    page.screenshot(path=str(shots / "privacy.png"), full_page=True)
+
+    page.get_by_role("button", name="Verify the ledger").click()
+    page.wait_for_load_state()
+    assert page.locator("#ledger-result").inner_text().startswith("Intact")
+    context.close()
+    from pipelines.dataset import drop_dataset
+
+    drop_dataset(settings, "it_console_dpo", folder=spec.parent)

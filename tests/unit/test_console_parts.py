@@ -50,3 +50,11 @@ def test_keys_sign_in_as_the_role_they_act_as() -> None:
 def test_form_tokens_compare_only_when_both_are_present() -> None:
     assert same("abc", "abc") and not same("abc", "abd")
     assert not same(None, None) and not same("", "") and not same("abc", None)
+
+
+@pytest.mark.parametrize(("value", "ok"), [("L-1", True), ("Lead 3", True), ("x" * 200, True), ("", False),
+                                           (" L-1", False), ("a/b", False), ("L\n1", False), ("x" * 201, False)])
+def test_a_lead_id_is_what_a_store_may_hold_without_the_tenant_separator(value: str, ok: bool) -> None:
+    from serving.console.app import is_lead_id
+
+    assert is_lead_id(value) is ok
