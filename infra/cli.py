@@ -100,7 +100,7 @@ def _print_status(rows) -> None:
     for row in rows:
         if row.name == "serving" and row.pid:  # the console is a route of the scoring service
             typer.echo(f"console: http://{row.host}:{row.port}/console/ (sign in with an API key or a token from "
-                       "`leadscore serve token create`)")
+                       "`leadscore serve token`)")
 
 
 @infra_app.command("up")

@@ -87,7 +87,7 @@ def run_demo(settings: Settings, say: Callable[[str], None] = print) -> dict:
     from pipelines.demo_model import DEMO_KEY
 
     say(f"      console: http://{settings.host}:{settings.serving_port}/console/ (sign in with the key in "
-        f"{settings.secrets_dir / DEMO_KEY}, or a person's token: leadscore serve token create --help)")
+        f"{settings.secrets_dir / DEMO_KEY}, or a person's token: leadscore serve token --help)")
     say(f"done in {time.monotonic() - t0:.1f} s. MLflow UI: {settings.tracking_uri}; API docs: "
         f"http://{settings.host}:{settings.serving_port}/docs; stop: leadscore infra down")
     return {"lead_id": lead_id, "features": vector, "ingest": result, "stream": day, "model": model,

@@ -29,6 +29,7 @@ class LeadFacts:
     consent: list[dict[str, Any]]
     messages: list[dict[str, Any]]
     history: list[dict[str, Any]]
+    activity: list[dict[str, Any]]
 
 
 def feature_tables(store: Any, feature_service: str) -> list[tuple[str, str, str]]:  # noqa: ANN401 - FeatureStore
@@ -51,8 +52,8 @@ def feature_tables(store: Any, feature_service: str) -> list[tuple[str, str, str
 
 
 def _union(tables: list[tuple[str, str, str]]) -> sql.Composable:
-    parts = [sql.SQL("SELECT lead_id, {} AS event_timestamp FROM {}.{}").format(
-        sql.Identifier(ts), sql.Identifier(s), sql.Identifier(t)) for s, t, ts in tables]
+    parts = [sql.SQL("SELECT lead_id, {} AS event_timestamp, {} AS source FROM {}.{}").format(
+        sql.Identifier(ts), sql.Literal(t), sql.Identifier(s), sql.Identifier(t)) for s, t, ts in tables]
     return sql.SQL(" UNION ALL ").join(parts)
 
 
@@ -83,10 +84,12 @@ def lead_facts(db: Db, tenant: str, lead_id: str, tables: list[tuple[str, str, s
         assigned = conn.execute("SELECT broker FROM offline.lead_brokers WHERE lead_id = %s", (stored,)).fetchone()
         if broker is not None and (assigned is None or assigned[0] != broker):
             return None
-        last = None
-        if tables:
-            last = conn.execute(sql.SQL("SELECT max(event_timestamp) FROM ({}) u WHERE lead_id = %s").format(
-                _union(tables)), (stored,)).fetchone()[0]
+        activity = []
+        if tables:  # each row a feature view holds for the lead is a moment something about it was recorded
+            activity = conn.execute(sql.SQL("SELECT event_timestamp, source FROM ({}) u WHERE lead_id = %s ORDER BY "
+                                            "event_timestamp DESC LIMIT %s").format(_union(tables)),
+                                    (stored, messages)).fetchall()
+        last = activity[0][0] if activity else None
         consent = conn.execute("SELECT purpose, granted, source, recorded_at, expires_at FROM compliance.consent "
                                "WHERE lead_id = %s ORDER BY purpose", (stored,)).fetchall()
         if last is None and not consent:
@@ -103,4 +106,5 @@ def lead_facts(db: Db, tenant: str, lead_id: str, tables: list[tuple[str, str, s
           "expires_at": held[p][4] if p in held else None} for p in PURPOSES],
         [{"kind": k, "direction": d, "sent_at": t, "text": x} for k, d, t, x in said],
         [{"at": a, "score": float(s), "tier": tr, "model_version": v, "endpoint": e}
-         for a, s, tr, v, e in reversed(scores)])
+         for a, s, tr, v, e in reversed(scores)],
+        [{"at": at, "source": source} for at, source in activity])

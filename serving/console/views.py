@@ -136,5 +136,6 @@ async def lead_page(state: dict[str, Any], session: Session, lead_id: str) -> di
     bars = (scored["top_positive"] + scored["top_negative"]) if scored else []
     return {"lead_id": lead_id, "status": status, "score": scored, "reason": None if scored else body.get("reason"),
             "chart": contributions(bars), "history_chart": history(facts.history), "history": facts.history[-10:],
-            "consent": facts.consent, "messages": facts.messages, "texts_shown": bool(consent.get("text_analysis")),
+            "consent": facts.consent, "messages": facts.messages, "activity": facts.activity,
+            "texts_shown": bool(consent.get("text_analysis")),
             "last_activity": facts.last_activity, "ago": ago(facts.last_activity), "broker": facts.broker}

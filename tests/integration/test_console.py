@@ -147,6 +147,7 @@ def test_a_broker_signs_in_sees_the_ranked_list_filters_opens_a_lead_and_signs_o
     consent = page.locator("#consent-h + table tbody tr td:nth-child(2)").all_inner_texts()
     assert len(consent) == 3 and consent[0] in ("granted", "withdrawn", "not asked")
     assert page.locator("#history-h ~ table tbody tr").count() >= 1, "the lead's score history is empty"
+    assert "xeducation recorded" in page.locator("ul.activity").inner_text()  # its CRM row, when it was recorded
     page.screenshot(path=str(shots / "lead.png"), full_page=True)
     assert axe_violations(page) == []
 
