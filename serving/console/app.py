@@ -50,6 +50,7 @@ def is_lead_id(value: str) -> bool:
     except PrivacyError:
         return False
     return "/" not in value
+# pages for people, not an API: no route enters the service's OpenAPI document (include_in_schema=False)
 console = FastAPI(title="LeadScore console", openapi_url=None, docs_url=None, redoc_url=None)
 console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
@@ -105,9 +106,11 @@ async def on_problem(request: Request, exc: Problem) -> Response:
 @console.exception_handler(StarletteHTTPException)
 async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
     titles = {404: "Not found", 405: "Not allowed"}
-    return _problem_page(request, Problem(exc.status_code, titles.get(exc.status_code, "Request refused"),
-                                          "There is no such page here." if exc.status_code == 404
-                                          else str(exc.detail)))
+    response = _problem_page(request, Problem(exc.status_code, titles.get(exc.status_code, "Request refused"),
+                                              "There is no such page here." if exc.status_code == 404
+                                              else str(exc.detail)))
+    response.headers.update(getattr(exc, "headers", None) or {})  # a 405's Allow
+    return response
 
 
 @console.exception_handler(Exception)
@@ -161,13 +164,13 @@ def landing(role: str) -> str:
     return f"{BASE}/privacy" if role == "privacy_officer" else f"{BASE}/leads"
 
 
-@console.get("/")
+@console.get("/", include_in_schema=False)
 async def home(request: Request) -> Response:
     session = await current(request)
     return RedirectResponse(landing(session.role) if session else f"{BASE}/sign-in", status_code=303)
 
 
-@console.get("/sign-in")
+@console.get("/sign-in", include_in_schema=False)
 async def sign_in_form(request: Request) -> Response:
     return _sign_in_page(request)
 
@@ -180,7 +183,7 @@ def _sign_in_page(request: Request, status: int = 200, error: str | None = None)
     return response
 
 
-@console.post("/sign-in")
+@console.post("/sign-in", include_in_schema=False)
 async def sign_in(request: Request) -> Response:
     form = await request.form()
     if not same(form.get("csrf_token"), request.cookies.get(PRE_COOKIE)):
@@ -198,7 +201,7 @@ async def sign_in(request: Request) -> Response:
     return response
 
 
-@console.post("/sign-out")
+@console.post("/sign-out", include_in_schema=False)
 async def sign_out(request: Request) -> Response:
     session = await signed_in(request)
     form = await request.form()
@@ -216,7 +219,7 @@ def _lead_reader(session: Session) -> None:
                                                 f"signed in as {session.role.replace('_', ' ')}.")
 
 
-@console.get("/leads")
+@console.get("/leads", include_in_schema=False)
 async def leads(request: Request, tier: str = "", source: str = "", city: str = "") -> Response:
     session = await signed_in(request)
     _lead_reader(session)
@@ -224,7 +227,7 @@ async def leads(request: Request, tier: str = "", source: str = "", city: str = 
     return page(request, "leads.html", session=session, listing=listing)
 
 
-@console.get("/leads/{lead_id}")
+@console.get("/leads/{lead_id}", include_in_schema=False)
 async def lead(request: Request, lead_id: str) -> Response:
     session = await signed_in(request)
     _lead_reader(session)
@@ -246,7 +249,7 @@ async def _or_line(what: str, fn, *args):  # noqa: ANN001, ANN002, ANN202
         return None, f"{what} did not answer ({first}); the rest of the page is current."
 
 
-@console.get("/models")
+@console.get("/models", include_in_schema=False)
 async def models(request: Request) -> Response:
     from serving.console import models_view
 

@@ -61,7 +61,7 @@ def verify_ledger(settings: Any) -> dict[str, Any]:  # noqa: ANN401
 from fastapi import APIRouter, Request  # noqa: E402 - the routes below use the page helpers of serving.console.app
 from fastapi.responses import Response  # noqa: E402
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not API: outside the service's OpenAPI document
 
 
 async def _officer(request: Request, form: bool = False):  # noqa: ANN202 - (Session, form data or None)

@@ -59,3 +59,11 @@ def test_unknown_pages_are_a_404_page() -> None:
     with TestClient(console_app.console) as client:
         page = client.get("/no-such-page")
     assert page.status_code == 404 and "There is no such page here." in page.text
+
+
+def test_a_method_a_page_does_not_take_is_a_405_naming_the_allowed_ones() -> None:
+    with TestClient(console_app.console) as client:
+        page = client.request("TRACE", "/privacy/erase")
+    assert page.status_code == 405 and page.headers["allow"] == "POST"
+    assert all(not getattr(route, "include_in_schema", False) for route in console_app.console.routes
+               if hasattr(route, "methods"))
