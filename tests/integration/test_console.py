@@ -151,6 +151,12 @@ def test_a_broker_signs_in_sees_the_ranked_list_filters_opens_a_lead_and_signs_o
     page.screenshot(path=str(shots / "lead.png"), full_page=True)
     assert axe_violations(page) == []
 
+    shows_progress = page.evaluate("""() => { const f = document.querySelector('header form');
+        f.addEventListener('submit', e => e.preventDefault(), {once: true}); f.requestSubmit();
+        const box = document.getElementById('progress');
+        return !box.hidden && f.querySelector('button').disabled; }""")
+    assert shows_progress, "a form sent shows no progress"
+    page.reload()
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_load_state()
     assert page.url.endswith("/console/sign-in")

@@ -215,16 +215,18 @@ def test_every_score_lands_in_the_prediction_log_with_the_features_it_was_comput
     lead, ranked = leads[5], leads[6]
     numeric = "total_visits"  # a float feature of the spec (a yes/no feature would refuse 7.0: strict types)
     assert numeric in scorer.feature_names and numeric not in scorer.categorical_features
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:  # rows other tests left are older than this
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM serving.prediction_log").fetchone()[0]
     assert post(url, "/score", {"lead_id": lead, "features": {numeric: 7.0}}, keys["main"]).status_code == 200
     assert post(url, "/rank", {"leads": [{"lead_id": ranked}]}, keys["main"]).status_code == 200
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
         row = wait_for(lambda: conn.execute(
             "SELECT endpoint, tenant, model_name, model_version, score, tier, inline_features, features "
-            "FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'score' ORDER BY id DESC LIMIT 1",
-            (lead,)).fetchone())
+            "FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'score' AND id > %s ORDER BY id DESC "
+            "LIMIT 1", (lead, before)).fetchone())
         rank_row = wait_for(lambda: conn.execute(
-            "SELECT score, features FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'rank' "
-            "ORDER BY id DESC LIMIT 1", (ranked,)).fetchone())
+            "SELECT score, features FROM serving.prediction_log WHERE lead_id = %s AND endpoint = 'rank' AND id > %s "
+            "ORDER BY id DESC LIMIT 1", (ranked, before)).fetchone())
     assert row[:4] == ("score", "default", MODEL, champion) and 0 < row[4] < 1 and row[5] in "ABCD"
     # what the model scored: the stored row with the inline value over it, and the score it gave that row
     stored = OnlineReader(applied_store, "xeducation_v1").read([lead, ranked])
@@ -339,6 +341,9 @@ def test_infra_up_starts_the_service_once_a_champion_exists(stack_env_vars: dict
         assert status.returncode == 0
         assert any(" serving " in line and "healthy" in line for line in status.stdout.splitlines()), status.stdout
         assert httpx.get(f"http://127.0.0.1:{server.port}/healthz", timeout=5).status_code == 200
+        console = f"http://127.0.0.1:{server.port}/console/"
+        assert f"console: {console} " in status.stdout, status.stdout  # the console, a route of the service
+        assert httpx.get(f"{console}sign-in", timeout=5).status_code == 200
         again = leadscore(["infra", "up"], {**env, "LEADSCORE_MODEL_NAME": "no-such-model"})
         assert "starting serving" not in again.stdout  # already running: nothing to start
     finally:
