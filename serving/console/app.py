@@ -40,6 +40,8 @@ BASE = "/console"
 HERE = Path(__file__).parent
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
+
+
 def is_lead_id(value: str) -> bool:
     """What a store may hold as a CRM's lead id (compliance.erase.check_ids: 1-200 characters, no control
     characters or surrounding spaces), less '/', which LeadScore keeps for tenants."""
@@ -50,6 +52,8 @@ def is_lead_id(value: str) -> bool:
     except PrivacyError:
         return False
     return "/" not in value
+
+
 # pages for people, not an API: no route enters the service's OpenAPI document (include_in_schema=False)
 console = FastAPI(title="LeadScore console", openapi_url=None, docs_url=None, redoc_url=None)
 console.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

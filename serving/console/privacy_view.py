@@ -11,6 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
 from compliance.tenants import namespace, split_id, stored_id, tenant_reads
 from serving.db import Db
 
@@ -57,10 +60,8 @@ def verify_ledger(settings: Any) -> dict[str, Any]:  # noqa: ANN401
             "seconds": time.monotonic() - started, "at": datetime.now(UTC)}
 
 
-# --- routes: /console/privacy (GET), /console/privacy/export, /erase, /verify-ledger (POST, form token required) ---
-from fastapi import APIRouter, Request  # noqa: E402 - the routes below use the page helpers of serving.console.app
-from fastapi.responses import Response  # noqa: E402
-
+# --- routes: /console/privacy (GET), /console/privacy/export, /erase, /verify-ledger (POST, form token required);
+# they use serving.console.app's page helpers, imported in each (that module includes this router) ---
 router = APIRouter(include_in_schema=False)  # pages, not API: outside the service's OpenAPI document
 
 
