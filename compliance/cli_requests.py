@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
 ByOption = Annotated[str, typer.Option("--by", help="who records this (operator name or job), for the audit trail")]
 
 
@@ -81,7 +82,7 @@ def close_command(request_id: Annotated[str, typer.Argument(help="request id (rq
 
     if outcome not in ("done", "rejected"):
         raise PrivacyError(f"--outcome: {outcome!r} is not done or rejected")
-    with psycopg.connect(_settings().pg_dsn()) as conn:
+    with psycopg.connect(_settings().pg_dsn(role=ROLE)) as conn:
         if not conn.execute("SELECT 1 FROM compliance.requests WHERE request_id = %s AND status IN ('open', 'queued')",
                             (request_id,)).fetchone():
             raise PrivacyError(f"request_id: no open request {request_id!r}")

@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from compliance.erase import PrivacyError, check_ids
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 CHANNELS = ("crm_export", "api", "cli", "consent_manager", "web_form", "call", "email", "sms", "whatsapp")
 
 
@@ -63,7 +65,7 @@ def set_consent(settings: Settings, lead_ids: Sequence[str], purpose: str, grant
     ids = check_ids(lead_ids)
     version = check_change(purpose, notice_version, channel)
     tokens = Tokenizer(settings).many(ids)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         notices.publish(settings)
         conn.execute("""INSERT INTO compliance.consent AS t (lead_id, purpose, granted, source, recorded_at, expires_at)
             SELECT id, %s, %s, %s, now(), %s FROM unnest(%s::text[]) id
@@ -97,7 +99,7 @@ def withdraw_effects(settings: Settings, lead_ids: list[str], purpose: str) -> d
         finally:
             online.close()
     elif purpose == "text_analysis":
-        with psycopg.connect(settings.pg_dsn()) as conn:
+        with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
             effects["postgres:text_store.messages"] = conn.execute(
                 "DELETE FROM text_store.messages WHERE lead_id = ANY(%s)", (lead_ids,)).rowcount
             effects["postgres:serving.text_signals"] = conn.execute(
@@ -110,7 +112,7 @@ def queue_erasures(settings: Settings, lead_ids: list[str], tokens: list[str]) -
     import psycopg
 
     due = datetime.now(UTC) + timedelta(days=settings.privacy().request_due_days)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         rows = conn.execute(
             """SELECT m.id, m.token FROM unnest(%s::text[], %s::text[]) AS m(id, token)
                WHERE NOT EXISTS (SELECT 1 FROM compliance.consent c WHERE c.lead_id = m.id AND c.granted
@@ -141,7 +143,7 @@ def consent_state(settings: Settings, lead_id: str, tenant: str | None = None) -
 
     (lead_id,) = check_ids([lead_id])
     token = Tokenizer(settings)(lead_id)
-    with psycopg.connect(settings.pg_dsn()) as conn, \
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn, \
             (tenant_reads(conn, tenant) if tenant is not None else contextlib.nullcontext()):
         current = conn.execute(
             "SELECT purpose, granted AND (expires_at IS NULL OR expires_at > now()), granted, source, recorded_at, "

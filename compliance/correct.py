@@ -19,6 +19,8 @@ from typing import Any
 from compliance.erase import PrivacyError, check_ids
 from infra.config import REPO_ROOT, Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 SPECS = REPO_ROOT / "feature_repo" / "datasets"
 
 
@@ -108,7 +110,7 @@ def correct(settings: Settings, lead_id: str, fields: dict[str, str], dataset: s
 
     (lead_id,) = check_ids([lead_id])
     holders = _spec_for(fields, dataset, folder)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         held = [s for s in holders if conn.execute("SELECT to_regclass(%s)", (s.table,)).fetchone()[0]
                 and conn.execute(f"SELECT 1 FROM {s.table} WHERE lead_id = %s LIMIT 1", (lead_id,)).fetchone()]
         if not held:
@@ -136,7 +138,7 @@ def correct(settings: Settings, lead_id: str, fields: dict[str, str], dataset: s
     view = spec.feature_view or spec.name
     runs = materialize(settings, [view])
     request_id = open_request(settings, "correction", lead_id, "cli", {"requested_by": requested_by})
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         close_request(conn, request_id, "done", {"table": spec.table, "fields": sorted(values)})
     return Correction(lead_id, spec.name, spec.table, values, previous, request_id,
                       sum(r.rows_written for r in runs))

@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 RECEIPT_KEY = "erasure_receipt"
 LEAD_ID = re.compile(r"^[^\x00-\x1f\x7f]{1,200}$")
 
@@ -112,7 +114,7 @@ def erase(settings: Settings, lead_ids: Sequence[str], requested_by: str, channe
     tokens = Tokenizer(settings).many(ids)
     request_id = request_id or f"er_{secrets.token_hex(8)}"
     postgres, redis_store, kafka = PostgresTables(settings), RedisOnline(settings), KafkaChangelogs(settings)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         runs = conn.execute("SELECT model_name, run_id, count(*) FROM compliance.lineage WHERE lead_token = ANY(%s) "
                             "GROUP BY 1, 2 ORDER BY 1, 2", (tokens,)).fetchall()
     run_ids = [r[1] for r in runs]
@@ -122,12 +124,12 @@ def erase(settings: Settings, lead_ids: Sequence[str], requested_by: str, channe
     if mlflow_store:
         before[mlflow_store.name] = mlflow_store.count(ids)
     at = datetime.now(UTC)
-    with psycopg.connect(settings.pg_dsn()) as conn:  # first and alone: replays are refused from now on
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:  # first and alone: replays are refused from now on
         conn.execute("INSERT INTO compliance.erasure_list (lead_token, erased_at, request_id) SELECT t, %s, %s "
                      "FROM unnest(%s::text[]) t ON CONFLICT (lead_token) DO UPDATE SET erased_at = EXCLUDED.erased_at, "
                      "request_id = EXCLUDED.request_id", (at, request_id, tokens))
     say("erasing")
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         actions = postgres.erase(conn, ids, tokens)
         # touched again with the deletion: stream workers reload consent once the lead's rows are gone
         conn.execute("UPDATE compliance.erasure_list SET erased_at = clock_timestamp() WHERE lead_token = ANY(%s)",
@@ -157,7 +159,7 @@ def erase(settings: Settings, lead_ids: Sequence[str], requested_by: str, channe
         "model_versions": _versions(settings, runs) if runs else [],
     }
     signature = sign(settings, receipt)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         conn.execute("INSERT INTO compliance.erasure_receipts (request_id, leads, receipt, signature) VALUES "
                      "(%s, %s, %s, %s)", (request_id, len(ids), json.dumps(receipt), signature))
         conn.execute("INSERT INTO compliance.audit_log (actor, action, detail) VALUES (%s, 'erase', %s)",
@@ -173,7 +175,7 @@ def load_receipt(settings: Settings, request_id: str) -> tuple[dict, str]:
     """(receipt, signature) of a stored erasure."""
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         row = conn.execute("SELECT receipt, signature FROM compliance.erasure_receipts WHERE request_id = %s",
                            (request_id,)).fetchone()
     if row is None:

@@ -17,6 +17,8 @@ from typing import Any
 
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 SCORES = """SELECT p.at, p.endpoint, p.tenant, k.broker, p.key_id, p.model_name, p.model_version, p.feature_service,
                    p.score, p.tier FROM serving.prediction_log p LEFT JOIN serving.api_keys k USING (key_id)
             WHERE p.lead_id = %s ORDER BY p.at"""
@@ -50,7 +52,7 @@ def export_lead(settings: Settings, lead_id: str, requested_by: str, channel: st
     (lead_id,) = check_ids([lead_id])
     token = Tokenizer(settings)(lead_id)
     stores: dict[str, list[dict]] = {}
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         tables = lead_tables(conn)
         with tenant_reads(conn, tenant) if tenant is not None else contextlib.nullcontext():
             for table in tables:
@@ -89,7 +91,7 @@ def export_lead(settings: Settings, lead_id: str, requested_by: str, channel: st
                 if held else "nothing is held about this lead id",
     }
     request_id = open_request(settings, "access", lead_id, channel, {"requested_by": requested_by})
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         close_request(conn, request_id, "done", {"tables": sorted(stores), "held": held})
         conn.execute("INSERT INTO compliance.audit_log (actor, action, lead_id, detail) VALUES (%s, 'export', %s, %s)",
                      (requested_by, lead_id, json.dumps({"request_id": request_id, "channel": channel,

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 GENESIS = "0" * 64
 LOCK = 0x1EAD5C0  # pg_advisory_xact_lock key of the ledger's writer
 KEY = "consent_ledger"
@@ -100,10 +102,22 @@ def append(conn, settings: Settings, changes: Sequence[Change], tokens: Sequence
                             ).fetchone()
         seq, prev = head or (0, GENESIS)
         at = datetime.now(UTC)
-        with conn.cursor().copy(f"COPY compliance.consent_ledger ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        # PostgreSQL refuses COPY into a table under row-level security for a role it applies to (the privacy
+        # login): such a role copies into a temporary table and moves the rows with one INSERT ... SELECT
+        direct = conn.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+                              ).fetchone()[0]
+        target = "compliance.consent_ledger"
+        if not direct:
+            target = "pg_temp.ledger_rows"
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS ledger_rows (LIKE compliance.consent_ledger) "
+                         "ON COMMIT DELETE ROWS")
+        with conn.cursor().copy(f"COPY {target} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for start in range(0, len(changes), 10_000):  # COPY text built per block: a write per row is slow
                 lines, seq, prev = _entries(changes[start:start + 10_000], tokens[start:start + 10_000], seq, prev, at)
                 copy.write(lines)
+        if not direct:
+            conn.execute(f"INSERT INTO compliance.consent_ledger ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} "
+                         "FROM pg_temp.ledger_rows")
         conn.execute("INSERT INTO compliance.ledger_head (id, seq, entry_hash, signature) VALUES (true, %s, %s, %s) "
                      "ON CONFLICT (id) DO UPDATE SET seq = EXCLUDED.seq, entry_hash = EXCLUDED.entry_hash, "
                      "signature = EXCLUDED.signature, updated_at = now()", (seq, prev, _sign(key, seq, prev)))
@@ -138,7 +152,7 @@ def verify(settings: Settings, max_problems: int = 20) -> Verification:
             out.problems.append(text)
 
     expected, prev = 1, GENESIS
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         with conn.cursor(name="ledger") as cur:
             cur.itersize = 20_000
             cur.execute(f"SELECT {', '.join(COLUMNS)} FROM compliance.consent_ledger ORDER BY seq")

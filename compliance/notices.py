@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 NOTICES_DIR = Path(__file__).resolve().parent / "notices"
 PURPOSES = ("scoring", "marketing_contact", "text_analysis", "parental_consent")  # compliance.consent's CHECK
 REQUIRED_LANGUAGES = ("en",)
@@ -115,7 +117,7 @@ def publish(settings: Settings) -> list[str]:
     import psycopg
 
     added = []
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         recorded = dict(conn.execute("SELECT notice_version, sha256 FROM compliance.notices").fetchall())
         for name, version in load().items():
             digest = version.digest()

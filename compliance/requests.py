@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 KINDS = ("access", "correction", "erasure", "grievance")
 
 
@@ -25,7 +27,7 @@ def open_request(settings: Settings, kind: str, lead_id: str, channel: str, deta
     privacy = settings.privacy()
     days = privacy.grievance_due_days if kind == "grievance" else privacy.request_due_days
     request_id, now = f"rq_{secrets.token_hex(8)}", datetime.now(UTC)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         conn.execute("INSERT INTO compliance.requests (request_id, kind, lead_token, lead_id, received_at, due_at, "
                      "status, channel, detail) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                      (request_id, kind, Tokenizer(settings)(lead_id), lead_id, now, now + timedelta(days=days),
@@ -42,7 +44,7 @@ def queued_erasures(settings: Settings) -> dict[str, str]:
     """lead_id -> request id of every erasure waiting to be carried out."""
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         return dict(conn.execute("SELECT lead_id, request_id FROM compliance.requests WHERE kind = 'erasure' AND "
                                  "status IN ('open', 'queued') AND lead_id IS NOT NULL ORDER BY received_at"
                                  ).fetchall())
@@ -57,7 +59,7 @@ def list_requests(settings: Settings, overdue: bool = False, open_only: bool = T
         where.append("due_at < now()")
     sql = ("SELECT request_id, kind, lead_id, received_at, due_at, status, channel, closed_at FROM compliance.requests"
            + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY due_at")
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         rows = conn.execute(sql).fetchall()
     keys = ["request_id", "kind", "lead_id", "received_at", "due_at", "status", "channel", "closed_at"]
     return [dict(zip(keys, row, strict=True)) for row in rows]

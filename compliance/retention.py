@@ -26,6 +26,8 @@ from pathlib import Path
 
 from infra.config import REPO_ROOT, Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 SPECS = REPO_ROOT / "feature_repo" / "datasets"
 ACTIVITY_EXCLUDED = {"offline.ingest_rejects"}
 
@@ -103,7 +105,7 @@ def retention(settings: Settings, now: datetime | None = None, dry_run: bool = F
     webhook = settings.env.get("LEADSCORE_PRIVACY_NOTICE_WEBHOOK")
     text = notices.load()[notices.current()].languages["en"].retention
     tok = Tokenizer(settings)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         open_notices = {r[0] for r in conn.execute(
             "SELECT lead_id FROM compliance.retention_notices WHERE status = 'notified' AND lead_id IS NOT NULL")}
         due = {lead: v for lead, v in due_leads(conn, settings, now, folder).items() if lead not in open_notices}
@@ -151,7 +153,7 @@ def retention(settings: Settings, now: datetime | None = None, dry_run: bool = F
         say(f"erasing {len(run.erased)} lead(s) whose notice ran out")
         done = erase(settings, run.erased, "retention", "retention")
         run.receipt = done.receipt["request_id"]
-        with psycopg.connect(settings.pg_dsn()) as conn:
+        with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
             conn.execute("UPDATE compliance.retention_notices SET status = 'erased', closed_at = %s WHERE "
                          "notice_id = ANY(%s)", (now, [e[0] for e in gone]))
     return run
@@ -161,7 +163,7 @@ def pending_notices(settings: Settings) -> list[dict]:
     """The open notices, for a CRM job to deliver (`leadscore privacy notices`)."""
     import psycopg
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
         rows = conn.execute("SELECT notice_id, lead_id, reason, noticed_at, erase_after, delivered FROM "
                             "compliance.retention_notices WHERE status = 'notified' AND lead_id IS NOT NULL "
                             "ORDER BY erase_after").fetchall()

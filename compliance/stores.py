@@ -24,6 +24,8 @@ from pathlib import Path
 from compliance.tokens import PREFIX
 from infra.config import Settings
 
+ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
+
 # tables kept for their legal period with the lead pseudonymised: table -> SET clause ({token} is the lead's token)
 PSEUDONYMISE = {
     "serving.prediction_log": "lead_id = 'tok_' || m.token, features = NULL",
@@ -59,7 +61,7 @@ class PostgresTables:
     def count(self, lead_ids: Sequence[str]) -> dict[str, int]:
         import psycopg
 
-        with psycopg.connect(self.settings.pg_dsn()) as conn:
+        with psycopg.connect(self.settings.pg_dsn(role=ROLE)) as conn:
             self.tables = lead_tables(conn)
             return {f"postgres:{t}": conn.execute(f"SELECT count(*) FROM {_quoted(t)} WHERE lead_id = ANY(%s)",
                                                   (list(lead_ids),)).fetchone()[0] for t in self.tables}

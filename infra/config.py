@@ -26,7 +26,8 @@ REDIS_USERS = {"serving": "leadscore-serving", "admin": "leadscore-admin"}
 # PostgreSQL login roles per component besides the owner (infra/roles.py; grants in infra/migrations/0014_*):
 # passwords in secrets/pg_<component>.password
 PG_ROLES = {"serving": "leadscore_serving", "mlflow": "leadscore_mlflow", "streams": "leadscore_streams",
-            "monitor": "leadscore_monitor", "materialize": "leadscore_materialize", "console": "leadscore_console"}
+            "monitor": "leadscore_monitor", "materialize": "leadscore_materialize", "console": "leadscore_console",
+            "privacy": "leadscore_privacy"}
 REDIS_SOCKET_TIMEOUT_S = 20  # the pipelines' Redis reads and writes (a pipelined batch of 20,000 rows takes < 1 s)
 FEAST_PROJECT = "leadscore"  # feature_repo/feature_store.yaml: every online key ends with it
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -35,14 +35,15 @@ def disk_full(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.DiskFull) or "No space left on device" in str(exc)
 
 
-def wait_for_postgres(settings: Settings, timeout: float = RECORD_WAIT_S) -> bool:
-    """Poll until PostgreSQL takes a connection again; False after `timeout` seconds."""
+def wait_for_postgres(settings: Settings, timeout: float = RECORD_WAIT_S, role: str | None = None) -> bool:
+    """Poll until PostgreSQL takes a connection (as `role`'s login, infra.config.PG_ROLES) again; False after
+    `timeout` seconds."""
     import psycopg
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with psycopg.connect(settings.pg_dsn(), connect_timeout=5):
+            with psycopg.connect(settings.pg_dsn(role=role), connect_timeout=5):
                 return True
         except psycopg.OperationalError:
             if time.monotonic() >= deadline:

@@ -234,7 +234,7 @@ def materialize(settings: Settings, views: list[str] | None = None, repo_path: P
             if not connection_lost(exc):
                 raise
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            if attempt == tries or not wait_for_postgres(settings):
+            if attempt == tries or not wait_for_postgres(settings, role=ROLE):
                 raise ServiceError(f"PostgreSQL went away during the materialization ({first}): run `leadscore "
                                    "infra up`, then this again (what was recorded is not written twice)") from None
             log.warning("PostgreSQL went away during the materialization (%s); it answers again: materializing "

@@ -166,3 +166,64 @@ def test_materialization_reads_every_feature_table_even_one_made_later_and_chang
     finally:
         with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
             owner.execute("DROP TABLE IF EXISTS offline.role_probe")
+
+
+
+@pytest.fixture()
+def privacy_conn(settings: Settings, serving_conn) -> psycopg.Connection:  # noqa: ANN001
+    """The rights' login (migration 0021) beside a lead table made after the migrations, as ingest makes it, with
+    rows of two tenants, and an audit row to refuse deleting."""
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        owner.execute("DROP TABLE IF EXISTS offline.role_probe")
+        owner.execute("CREATE TABLE offline.role_probe (lead_id text, x int)")
+        owner.execute("SELECT compliance.protect_tenant('offline.role_probe'::regclass)")
+        owner.execute("INSERT INTO offline.role_probe VALUES (%s, 1), (%s, 2)", (ACME, OTHER))
+        owner.execute("INSERT INTO compliance.audit_log (actor, action, lead_id) VALUES ('test', 'probe', %s)", (ACME,))
+    try:
+        with psycopg.connect(settings.pg_dsn(role="privacy"), autocommit=True) as conn:
+            yield conn
+    finally:
+        with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+            owner.execute("DROP TABLE IF EXISTS offline.role_probe")
+
+
+def test_the_privacy_role_reaches_every_tenants_lead_rows(settings: Settings, privacy_conn) -> None:  # noqa: ANN001
+    """Erasure, export and retention reach every lead row, in tables made later too; history changes only as the
+    erasure role, lead_id only; no superuser's rights and no road to MLflow's database."""
+    row = privacy_conn.execute("SELECT current_user, rolsuper, rolbypassrls, rolcreaterole FROM pg_roles "
+                               "WHERE rolname = current_user").fetchone()
+    assert row == ("leadscore_privacy", False, False, False)
+    assert {r[0] for r in privacy_conn.execute("SELECT lead_id FROM offline.role_probe")} == {ACME, OTHER}
+    with privacy_conn.transaction():
+        assert privacy_conn.execute("DELETE FROM offline.role_probe WHERE lead_id = %s", (ACME,)).rowcount == 1
+        privacy_conn.execute("SET LOCAL ROLE leadscore_erasure")
+        assert privacy_conn.execute("UPDATE compliance.audit_log SET lead_id = 'tok_probe' WHERE lead_id = %s AND "
+                                    "action = 'probe'", (ACME,)).rowcount >= 1
+        raise psycopg.Rollback()
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        psycopg.connect(settings.pg_dsn(settings.mlflow_db, role="privacy"), connect_timeout=5)
+
+
+@pytest.mark.parametrize("statement", [
+    "CREATE TABLE offline.planted (x int)",
+    "DROP TABLE offline.role_probe",
+    "TRUNCATE offline.role_probe",
+    "TRUNCATE compliance.consent",
+    "UPDATE compliance.audit_log SET actor = 'x'",
+    "UPDATE compliance.audit_log SET lead_id = 'x'",  # only as the erasure role
+    "DELETE FROM compliance.audit_log",  # only as the retention role
+    "DELETE FROM compliance.consent_ledger",
+    "UPDATE compliance.consent_ledger SET granted = NOT granted",
+    "DELETE FROM compliance.erasure_receipts",
+    "DELETE FROM compliance.lineage",
+    "SELECT secret_hmac FROM serving.api_keys",
+    "UPDATE serving.api_keys SET revoked_at = NULL",
+    "SELECT count(*) FROM serving.console_sessions",
+    "DELETE FROM offline.ingest_runs",
+    "UPDATE monitoring.results SET summary = '{}'",
+    "ALTER ROLE leadscore_privacy BYPASSRLS",
+    "SET ROLE leadscore_serving",
+])
+def test_the_privacy_role_is_refused_what_the_rights_never_do(privacy_conn, statement: str) -> None:  # noqa: ANN001
+    with pytest.raises(psycopg.errors.InsufficientPrivilege), privacy_conn.transaction():
+        privacy_conn.execute(statement)
