@@ -109,8 +109,8 @@ def append(conn, settings: Settings, changes: Sequence[Change], tokens: Sequence
         target = "compliance.consent_ledger"
         if not direct:
             target = "pg_temp.ledger_rows"
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS ledger_rows (LIKE compliance.consent_ledger) "
-                         "ON COMMIT DELETE ROWS")
+            conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS ledger_rows ON COMMIT DELETE ROWS AS SELECT "
+                         f"{', '.join(COLUMNS)} FROM compliance.consent_ledger WITH NO DATA")
         with conn.cursor().copy(f"COPY {target} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for start in range(0, len(changes), 10_000):  # COPY text built per block: a write per row is slow
                 lines, seq, prev = _entries(changes[start:start + 10_000], tokens[start:start + 10_000], seq, prev, at)

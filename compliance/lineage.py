@@ -19,7 +19,7 @@ def record_lineage(settings: Settings, model_name: str, run_id: str, lead_ids: I
 
     tokens = sorted(set(Tokenizer(settings).many(dict.fromkeys(str(v) for v in lead_ids))))
     sql = "COPY compliance.lineage (model_name, run_id, lead_token) FROM STDIN"
-    with psycopg.connect(settings.pg_dsn()) as conn, conn.cursor().copy(sql) as copy:
+    with psycopg.connect(settings.pg_dsn(role="train")) as conn, conn.cursor().copy(sql) as copy:
         for token in tokens:
             copy.write_row((model_name, run_id, token))
     return len(tokens)

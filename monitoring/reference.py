@@ -56,13 +56,18 @@ def save_reference(settings: Settings, model_name: str, run_id: str, frame: pd.D
     times = pd.to_datetime(frame["event_timestamp"], utc=True)
     columns = zip(frame["part"], frame["lead_id"].astype(str), times, frame["label"].astype("int64"),
                   frame["score"].astype("float64"), as_json, strict=True)
-    with psycopg.connect(settings.pg_dsn()) as conn, conn.cursor() as cur:
+    names = "model_name, run_id, part, lead_id, event_timestamp, label, score, features"
+    # training's login (infra/migrations/0022_train_role.sql); PostgreSQL refuses COPY into a table under
+    # row-level security, so the rows are copied into a temporary table and moved with one INSERT ... SELECT
+    with psycopg.connect(settings.pg_dsn(role="train")) as conn, conn.cursor() as cur:
         cur.execute("DELETE FROM monitoring.reference_rows WHERE model_name = %s AND run_id = %s", (model_name, run_id))
-        with cur.copy("COPY monitoring.reference_rows (model_name, run_id, part, lead_id, event_timestamp, label, "
-                      "score, features) FROM STDIN") as copy:
+        cur.execute(f"CREATE TEMP TABLE reference_in ON COMMIT DROP AS SELECT {names} FROM monitoring.reference_rows "
+                    "WITH NO DATA")
+        with cur.copy(f"COPY reference_in ({names}) FROM STDIN") as copy:
             for part, lead, at, label, score, features_json in columns:
                 copy.write_row((model_name, run_id, part, lead, at.to_pydatetime(), int(label), float(score),
                                 features_json))
+        cur.execute(f"INSERT INTO monitoring.reference_rows ({names}) SELECT {names} FROM reference_in")
     return len(frame)
 
 

@@ -95,6 +95,10 @@ def ensure_table(conn, spec: DatasetSpec) -> None:  # noqa: ANN001
     PRIMARY KEY (lead_id, event_timestamp))""")
     if not have:  # a new table: row-level security by tenant, as the migrations give the others (0012)
         conn.execute("SELECT compliance.protect_tenant(%s::regclass)", (spec.table,))
+    # the point-in-time join's index (pipelines/training_set.py), which the training login cannot make
+    pit = f"{spec.table.split('.')[-1]}_pit_idx"[:63]
+    conn.execute(f'CREATE INDEX IF NOT EXISTS "{pit}" ON {spec.table} (lead_id, event_timestamp DESC, '
+                 "created_at DESC)")
     for name, kind in spec.feature_columns:
         conn.execute(f'ALTER TABLE {spec.table} ADD COLUMN IF NOT EXISTS "{name}" {SQL_TYPES[kind]}')
 

@@ -27,6 +27,7 @@ def dataset_of(service) -> str:  # noqa: ANN001 - feast.FeatureService
 
 
 APPLICATION = "leadscore-training-set"  # its connections' application_name (pg_stat_activity)
+ROLE = "train"  # its PostgreSQL login (infra/migrations/0022_train_role.sql): reads, no DDL
 
 
 def build_training_set(settings: Settings, service_name: str, dataset: str | None = None, store=None,  # noqa: ANN001
@@ -44,7 +45,7 @@ def build_training_set(settings: Settings, service_name: str, dataset: str | Non
             if not connection_lost(exc):
                 raise
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            if attempt == tries or not wait_for_postgres(settings):
+            if attempt == tries or not wait_for_postgres(settings, role=ROLE):
                 raise ServiceError(f"PostgreSQL went away while the training set of {service_name} was built "
                                    f"({first}): run `leadscore infra up`, then this again") from None
             log.warning("PostgreSQL went away while building the training set of %s (%s); it answers again: "
@@ -58,10 +59,10 @@ def _build(settings: Settings, service_name: str, dataset: str | None, store, re
     from pipelines.feature_store import FEATURE_REPO, feature_store
     from pipelines.training_set import point_in_time_join, view_spec_from_feast
 
-    store = store or feature_store(settings, repo_path or FEATURE_REPO)
+    store = store or feature_store(settings, repo_path or FEATURE_REPO, role=ROLE)
     service = store.get_feature_service(service_name)
     dataset = dataset or dataset_of(service)
-    dsn = f"{settings.pg_dsn()}?application_name={APPLICATION}"
+    dsn = f"{settings.pg_dsn(role=ROLE)}?application_name={APPLICATION}"
     with psycopg.connect(dsn) as conn:
         check_whole(conn, dataset)  # its newest ingest finished: a failed run's rows are partly loaded
         entity_df = pd.DataFrame(conn.execute(

@@ -260,7 +260,7 @@ def fit_reranker(settings: Settings, model_name: str | None = None, dataset: str
     holdout = _champion_holdout_ids(version)
     until = dict(zip(frame["lead_id"], frame["event_timestamp"], strict=True))
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="train")) as conn:  # training's login (0022)
         register_vector(conn)
         vectors = _message_vectors(conn, frame["lead_id"].tolist(), until)
         has_text = frame["lead_id"].map(lambda i: i in vectors)
@@ -378,7 +378,7 @@ def _store_signals(settings: Settings, params: SignalParams, version: str) -> in
     import psycopg
     from pgvector.psycopg import register_vector
 
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="train")) as conn:  # training's login (0022)
         register_vector(conn)
         conn.execute("SET hnsw.ef_search = 200")
         vectors = _message_vectors(conn, None, None)

@@ -227,3 +227,31 @@ def test_the_privacy_role_reaches_every_tenants_lead_rows(settings: Settings, pr
 def test_the_privacy_role_is_refused_what_the_rights_never_do(privacy_conn, statement: str) -> None:  # noqa: ANN001
     with pytest.raises(psycopg.errors.InsufficientPrivilege), privacy_conn.transaction():
         privacy_conn.execute(statement)
+
+
+def test_training_reads_every_tenants_rows_writes_its_own_records_and_nothing_else(
+        settings: Settings, privacy_conn) -> None:  # noqa: ANN001 - the probe table of two tenants exists
+    """Training's login (migration 0022) reads a lead table made after the migrations, every tenant's rows, adds
+    lineage and reference rows, and is refused DDL (the point-in-time index too), lead changes and the logs."""
+    model = "role-train-model"
+    with psycopg.connect(settings.pg_dsn(role="train"), autocommit=True) as conn:
+        row = conn.execute("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+                           ).fetchone()
+        assert row == ("leadscore_train", False, False)
+        assert {r[0] for r in conn.execute("SELECT lead_id FROM offline.role_probe")} == {ACME, OTHER}
+        with conn.transaction():
+            conn.execute("INSERT INTO compliance.lineage (model_name, run_id, lead_token) VALUES (%s, 'r', 't')",
+                         (model,))
+            conn.execute("INSERT INTO monitoring.reference_rows (model_name, run_id, part, lead_id, event_timestamp, "
+                         "label, score, features) VALUES (%s, 'r', 'test', %s, now(), 1, 0.5, '{}')", (model, ACME))
+            raise psycopg.Rollback()
+        for statement in ("CREATE INDEX role_probe_pit_idx ON offline.role_probe (lead_id)",
+                          "CREATE TABLE offline.planted (x int)", "DELETE FROM offline.role_probe",
+                          "UPDATE offline.labels SET label = 1", "DELETE FROM compliance.lineage",
+                          "INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES ('x', "
+                          "'scoring', true, 'x')", "SELECT count(*) FROM serving.prediction_log",
+                          "SELECT count(*) FROM serving.api_keys", "SELECT count(*) FROM compliance.audit_log",
+                          "DELETE FROM text_store.messages", "SET ROLE leadscore_erasure"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                conn.execute(statement)
+
