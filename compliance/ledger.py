@@ -111,6 +111,7 @@ def append(conn, settings: Settings, changes: Sequence[Change], tokens: Sequence
             target = "pg_temp.ledger_rows"
             conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS ledger_rows ON COMMIT DELETE ROWS AS SELECT "
                          f"{', '.join(COLUMNS)} FROM compliance.consent_ledger WITH NO DATA")
+            conn.execute("TRUNCATE pg_temp.ledger_rows")  # an earlier append of the same transaction
         with conn.cursor().copy(f"COPY {target} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for start in range(0, len(changes), 10_000):  # COPY text built per block: a write per row is slow
                 lines, seq, prev = _entries(changes[start:start + 10_000], tokens[start:start + 10_000], seq, prev, at)

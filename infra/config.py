@@ -27,7 +27,8 @@ REDIS_USERS = {"serving": "leadscore-serving", "admin": "leadscore-admin"}
 # passwords in secrets/pg_<component>.password
 PG_ROLES = {"serving": "leadscore_serving", "mlflow": "leadscore_mlflow", "streams": "leadscore_streams",
             "monitor": "leadscore_monitor", "materialize": "leadscore_materialize", "console": "leadscore_console",
-            "privacy": "leadscore_privacy", "train": "leadscore_train"}
+            "privacy": "leadscore_privacy", "train": "leadscore_train",
+            "ingest": "leadscore_ingest"}
 REDIS_SOCKET_TIMEOUT_S = 20  # the pipelines' Redis reads and writes (a pipelined batch of 20,000 rows takes < 1 s)
 FEAST_PROJECT = "leadscore"  # feature_repo/feature_store.yaml: every online key ends with it
 KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

@@ -31,6 +31,7 @@ from pipelines.spec import SQL_TYPES, DatasetSpec, SpecError
 from pipelines.validate import check_chunk
 
 log = logging.getLogger("leadscore.ingest")
+ROLE = "ingest"  # its PostgreSQL login (infra/migrations/0023_ingest_role.sql): makes and writes datasets, no DELETE
 __all__ = ["IngestResult", "ensure_table", "ingest_crm", "read_chunks", "write_chunk"]
 # the PostgreSQL types a stored feature of each LeadScore type may have (hand-written tables use narrower ones)
 SQL_FAMILIES = {"string": {"text", "character varying", "character"}, "int": {"bigint", "integer", "smallint"},
@@ -138,7 +139,7 @@ def ingest_crm(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: in
                                    "then run the same ingest again") from None
             if not connection_lost(exc):
                 raise
-            if attempt == tries or not wait_for_postgres(settings):
+            if attempt == tries or not wait_for_postgres(settings, role=ROLE):
                 raise ServiceError(f"PostgreSQL went away during the ingest of {path.name} ({first}) and "
                                    f"{'did not come back' if attempt < tries else f'did again in {tries} runs'}: the "
                                    "run is marked failed where it could be; run `leadscore infra up`, then the same "
@@ -166,7 +167,7 @@ def _ingest_once(settings: Settings, path: Path, spec: DatasetSpec, chunk_rows: 
     positives = label_matches(spec, path)
     ids = RowIds(spec, pii_key) if spec.entity.generate else None
     seen = SeenKeys()
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:  # its own login (infra/migrations/0023)
         from compliance.guard import IngestGuard
 
         ensure_table(conn, spec)

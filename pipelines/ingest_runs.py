@@ -60,7 +60,7 @@ def record_failure(settings: Settings, run_id: int, counts: tuple[int, int, int]
     if connection_lost(exc):
         wait_for_postgres(settings)
     try:
-        with psycopg.connect(settings.pg_dsn(), connect_timeout=5) as conn:
+        with psycopg.connect(settings.pg_dsn(role="ingest"), connect_timeout=5) as conn:
             conn.execute("UPDATE offline.ingest_runs SET finished_at = now(), status = 'failed', reason = %s, "
                          "rows_read = %s, rows_loaded = %s, rows_rejected = %s WHERE id = %s",
                          (reason, *counts, run_id))

@@ -255,3 +255,40 @@ def test_training_reads_every_tenants_rows_writes_its_own_records_and_nothing_el
             with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
                 conn.execute(statement)
 
+
+
+def test_ingest_makes_and_protects_its_dataset_tables_and_nothing_else(settings: Settings, serving_conn) -> None:  # noqa: ANN001
+    """Ingest's login (migration 0023) makes a dataset's table, owns it (a spec's new column), protects it with
+    row-level security through compliance.protect_tenant, writes consent; and is refused deleting lead rows,
+    history, other schemas and what it does not own."""
+    try:
+        with psycopg.connect(settings.pg_dsn(role="ingest"), autocommit=True) as conn:
+            row = conn.execute("SELECT current_user, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+                               ).fetchone()
+            assert row == ("leadscore_ingest", False, False)
+            conn.execute("DROP TABLE IF EXISTS offline.ingest_probe")
+            conn.execute("CREATE TABLE offline.ingest_probe (lead_id text, event_timestamp timestamptz, x int)")
+            conn.execute("SELECT compliance.protect_tenant('offline.ingest_probe'::regclass)")
+            conn.execute("ALTER TABLE offline.ingest_probe ADD COLUMN IF NOT EXISTS y int")
+            conn.execute("INSERT INTO offline.ingest_probe VALUES (%s, now(), 1, 2)", (ACME,))
+            conn.execute("INSERT INTO compliance.consent (lead_id, purpose, granted, source) VALUES (%s, 'scoring', "
+                         "true, 'test') ON CONFLICT (lead_id, purpose) DO UPDATE SET granted = true", (ACME,))
+            for statement in ("DELETE FROM offline.labels", "DELETE FROM offline.lead_demographics",
+                              "DELETE FROM compliance.consent", "TRUNCATE offline.labels", "DROP TABLE offline.labels",
+                              "DELETE FROM compliance.audit_log", "UPDATE compliance.consent_ledger SET granted = true",
+                              "SELECT count(*) FROM serving.prediction_log", "SELECT count(*) FROM serving.api_keys",
+                              "CREATE TABLE compliance.planted (x int)", "CREATE TABLE public.planted (x int)",
+                              "ALTER TABLE offline.labels ADD COLUMN planted int", "SET ROLE leadscore_erasure"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
+                    conn.execute(statement)
+        with psycopg.connect(settings.pg_dsn(role="materialize"), autocommit=True) as conn:  # the jobs read it
+            assert conn.execute("SELECT lead_id FROM offline.ingest_probe").fetchall() == [(ACME,)]
+        with psycopg.connect(settings.pg_dsn(role="privacy"), autocommit=True) as conn, conn.transaction():
+            assert conn.execute("DELETE FROM offline.ingest_probe WHERE lead_id = %s", (ACME,)).rowcount == 1
+            raise psycopg.Rollback()
+        with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+            assert owner.execute("SELECT relrowsecurity FROM pg_class WHERE oid = 'offline.ingest_probe'::regclass"
+                                 ).fetchone()[0]
+    finally:
+        with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+            owner.execute("DROP TABLE IF EXISTS offline.ingest_probe")
