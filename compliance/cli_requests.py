@@ -10,12 +10,21 @@ import typer
 
 ROLE = "privacy"  # its own PostgreSQL login (infra/migrations/0021_privacy_role.sql)
 ByOption = Annotated[str, typer.Option("--by", help="who records this (operator name or job), for the audit trail")]
+TenantOption = Annotated[str | None, typer.Option(help="the lead's tenant (default: the default tenant; the stored "
+                                                  "form tenant/id is taken too)")]
 
 
 def _settings():  # noqa: ANN202 - infra.config.Settings
     from infra.config import Settings
 
     return Settings.load()
+
+
+def _stored(lead: str, tenant: str | None) -> str:
+    """The lead as the stores key it: the CRM id of `tenant` (compliance/tenants.py), or as given."""
+    from compliance.cli import _ids
+
+    return _ids([lead], None, tenant)[0]
 
 
 def requests_command(overdue: Annotated[bool, typer.Option("--overdue", help="only those past their due date")] = False,
@@ -33,12 +42,16 @@ def requests_command(overdue: Annotated[bool, typer.Option("--overdue", help="on
 
 
 def export_command(lead: Annotated[str, typer.Argument(help="lead id")], by: ByOption = "operator",
-                   out: Annotated[Path | None, typer.Option(help="write the JSON here instead of stdout")] = None
-                   ) -> None:
-    """Everything held about a lead, from every store, as JSON (an access request, recorded and audited)."""
+                   out: Annotated[Path | None, typer.Option(help="write the JSON here instead of stdout")] = None,
+                   tenant: TenantOption = None) -> None:
+    """Everything held about a lead, from every store, as JSON (an access request, recorded and audited). With
+    --tenant the stores are read under row-level security as that tenant, as the API reads them."""
     from compliance.export import export_lead
+    from compliance.tenants import namespace
 
-    data = json.dumps(export_lead(_settings(), lead, by, "cli"), indent=2, ensure_ascii=False)
+    stored = _stored(lead, tenant)
+    data = json.dumps(export_lead(_settings(), stored, by, "cli", namespace(tenant) if tenant else None), indent=2,
+                      ensure_ascii=False)
     if out is None:
         typer.echo(data)
     else:
@@ -49,11 +62,11 @@ def export_command(lead: Annotated[str, typer.Argument(help="lead id")], by: ByO
 def correct_command(lead: Annotated[str, typer.Argument(help="lead id")],
                     set_: Annotated[list[str], typer.Option("--set", help="field=value (repeat)")],
                     dataset: Annotated[str | None, typer.Option(help="the dataset, if several have it")] = None,
-                    by: ByOption = "operator") -> None:
+                    by: ByOption = "operator", tenant: TenantOption = None) -> None:
     """Correct a lead's data: a corrected row from now on, the online store refreshed, audited."""
     from compliance.correct import correct, parse_assignments
 
-    done = correct(_settings(), lead, parse_assignments(set_), dataset, by)
+    done = correct(_settings(), _stored(lead, tenant), parse_assignments(set_), dataset, by)
     for name, value in done.changed.items():
         typer.echo(f"{done.table}.{name}: {done.previous[name]!r} -> {value!r}")
     typer.echo(f"corrected row written; {done.online_rows} online row(s) refreshed; request {done.request_id} closed")
@@ -63,11 +76,11 @@ def request_command(kind: Annotated[str, typer.Argument(help="access, correction
                     lead: Annotated[str, typer.Argument(help="lead id")],
                     detail: Annotated[str, typer.Option(help="what the person asked or complained about")] = "",
                     channel: Annotated[str, typer.Option(help="how it arrived: email, call, web_form, ...")] = "email",
-                    ) -> None:
+                    tenant: TenantOption = None) -> None:
     """Record a principal request (a grievance, or a request to act on later) with its due date."""
     from compliance.requests import open_request
 
-    request_id = open_request(_settings(), kind, lead, channel, {"detail": detail} if detail else {})
+    request_id = open_request(_settings(), kind, _stored(lead, tenant), channel, {"detail": detail} if detail else {})
     typer.echo(f"request {request_id} ({kind}) recorded; see `leadscore privacy requests`")
 
 

@@ -4,6 +4,7 @@ tenant's lead from one that never existed, on every endpoint that takes a lead i
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -189,3 +190,19 @@ def test_the_privacy_cli_erases_one_tenants_lead_and_leaves_the_same_id_of_anoth
         consent = {r[0] for r in conn.execute("SELECT lead_id FROM compliance.consent WHERE lead_id LIKE %s",
                                               (f"%{SHARED}",))}
     assert left == consent == {f"acme/{SHARED}"}
+
+
+def test_the_privacy_cli_exports_a_tenants_lead_by_its_crm_id_under_row_level_security(
+        tenancy: dict, stack_env_vars: dict[str, str]) -> None:
+    """`privacy export ID --tenant T` names the lead as the CRM does and reads as that tenant: acme's lead is
+    there, beta's lead under acme is nothing held, and a bad tenant is one line."""
+    mine = json.loads(run_ok(["privacy", "export", ACME_ONLY, "--tenant", "acme", "--by", "it-tenants"],
+                             stack_env_vars))
+    assert mine["held"] and mine["lead_id"] == f"acme/{ACME_ONLY}"
+    assert {r["lead_id"] for rows in mine["stores"].values() for r in rows} == {f"acme/{ACME_ONLY}"}
+    theirs = json.loads(run_ok(["privacy", "export", BETA_ONLY, "--tenant", "acme", "--by", "it-tenants"],
+                               stack_env_vars))
+    assert not theirs["held"] and theirs["stores"] == {}
+    bad = leadscore(["privacy", "export", "acme/x", "--tenant", "acme"], stack_env_vars)
+    assert bad.returncode != 0 and "reserves for tenants" in bad.stdout + bad.stderr
+    assert "Traceback" not in bad.stdout + bad.stderr
