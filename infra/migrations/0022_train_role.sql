@@ -42,36 +42,5 @@ BEGIN  -- datasets' tables ingested before this migration
 END $$;
 
 -- row-level security: training learns from every tenant's leads it is told to (the run records which), so it
--- reads every row of the lead tables and writes the rows it owns: reference rows and text signals
-CREATE OR REPLACE FUNCTION compliance.protect_tenant(tbl regclass) RETURNS void LANGUAGE plpgsql AS $$
-DECLARE
-    nsp text;
-BEGIN
-    SELECT n.nspname INTO nsp FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = tbl;
-    EXECUTE format('GRANT USAGE ON SCHEMA %I TO leadscore_tenant', nsp);
-    EXECUTE format('GRANT SELECT ON %s TO leadscore_tenant', tbl);
-    EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', tbl);
-    EXECUTE format('DROP POLICY IF EXISTS tenant_rows ON %s', tbl);
-    EXECUTE format('CREATE POLICY tenant_rows ON %s FOR SELECT TO leadscore_tenant USING '
-                   '(compliance.lead_tenant(lead_id) = current_setting(''leadscore.tenant'', true))', tbl);
-    EXECUTE format('DROP POLICY IF EXISTS job_rows ON %s', tbl);
-    EXECUTE format('CREATE POLICY job_rows ON %s TO leadscore_erasure, leadscore_retention USING (true) '
-                   'WITH CHECK (true)', tbl);
-    EXECUTE format('DROP POLICY IF EXISTS materialize_reads ON %s', tbl);
-    EXECUTE format('CREATE POLICY materialize_reads ON %s FOR SELECT TO leadscore_materialize USING (true)', tbl);
-    EXECUTE format('DROP POLICY IF EXISTS train_rows ON %s', tbl);
-    EXECUTE format('CREATE POLICY train_rows ON %s TO leadscore_train USING (true) WITH CHECK (true)', tbl);
-END $$;
-
-DO $$
-DECLARE
-    t record;
-BEGIN
-    FOR t IN SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE c.relrowsecurity AND c.relkind IN ('r', 'p')
-               AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'lead_id'
-                           AND NOT a.attisdropped)
-    LOOP
-        PERFORM compliance.protect_tenant(format('%I.%I', t.nspname, t.relname)::regclass);
-    END LOOP;
-END $$;
+-- reads every row of the lead tables and writes the rows it owns (reference rows, text signals): its policy
+-- `train_rows` is added by compliance.protect_tenant as 0023 defines it, to every lead table

@@ -56,7 +56,8 @@ BEGIN  -- and the tables handed over above, made before those defaults existed f
 END $$;
 
 -- compliance.protect_tenant runs as its owner (it grants on schema offline, which ingest does not own), only for
--- ingest and the owner; ingest's own policy lets it write the lead tables it does not own
+-- ingest and the owner; training's policy (0022) and ingest's own, which lets it write the lead tables it does not
+-- own, join the policies of 0012 and 0017
 CREATE OR REPLACE FUNCTION compliance.protect_tenant(tbl regclass) RETURNS void LANGUAGE plpgsql
 SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
