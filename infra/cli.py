@@ -56,6 +56,9 @@ def _register_serving() -> None:
     from serving.rerank_cli import rerank_app
 
     app.add_typer(rerank_app, name="rerank")
+    from serving.batch_cli import score_batch_command
+
+    app.command("score-batch")(score_batch_command)
 
 
 _register_serving()
