@@ -51,7 +51,7 @@ class Db:
             if time.monotonic() < self._open_until:
                 raise Unavailable("postgres", self._last_error)
             try:
-                if self._conn is None or self._conn.closed:
+                if self._conn is None or self._conn.closed or self._stale():
                     self._conn = self._connect()
                 yield self._conn
             except psycopg.OperationalError as exc:
@@ -60,6 +60,25 @@ class Db:
             except psycopg.errors.QueryCanceled as exc:
                 self._trip(exc)
                 raise Unavailable("postgres", "query timed out") from None
+
+    def _stale(self) -> bool:
+        """True (and the connection closed) if the idle connection was ended by the server: a PostgreSQL restart or
+        a terminated backend leaves a message and EOF on its socket, which only its next query would otherwise
+        meet as a 503. Costs one poll of the socket, and a round trip only when it holds data."""
+        import select
+
+        import psycopg
+
+        try:
+            readable = select.select([self._conn.fileno()], [], [], 0)[0]
+            if not readable:
+                return False
+            self._conn.execute("SELECT 1")  # data on an idle connection: a notice, or the server's goodbye
+            return False
+        except (psycopg.Error, OSError, ValueError):
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            return True
 
     def _trip(self, exc: Exception) -> None:
         self._last_error = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

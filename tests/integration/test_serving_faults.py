@@ -123,3 +123,19 @@ def test_a_scoring_burst_across_a_restart_gets_scores_or_clear_503s_and_nothing_
     assert (503, server) in kinds, "the burst never met the stopped server"
     assert max(took for _, took, _ in answers) < 5.0, max(took for _, took, _ in answers)
     assert all(status == 200 for status, _, _ in answers[-20:]), answers[-20:]
+
+
+def test_a_connection_the_server_ended_while_idle_is_replaced_not_a_503(settings: Settings) -> None:
+    """The service's persistent connections outlive a PostgreSQL restart only as dead sockets: the next use must
+    open a new one, not answer 503 (seen once as a 503 naming postgres in a burst across a later Redis restart,
+    from a connection the earlier PostgreSQL restart had ended)."""
+    from serving.db import Db
+
+    db = Db(settings, role="serving")
+    with db.conn() as c:
+        pid = c.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as owner:
+        assert owner.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
+    time.sleep(0.2)  # the goodbye reaches the idle socket
+    with db.conn() as c:
+        assert c.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
