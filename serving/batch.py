@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from infra.config import Settings
+from infra.config import ConfigError, Settings
 
 ROLE = "serving"  # the scoring path's login (migrations 0014, 0024): reads consent, appends batch scores
 PASSED_ENV = ("LEADSCORE_", "MLFLOW_", "KAFKA_")  # what a Ray worker needs to reach the same stack
@@ -141,7 +141,6 @@ def score_batch(settings: Settings, model_name: str | None = None, alias: str = 
                 batch_rows: int = 5000, say: Callable[[str], None] = lambda _: None,
                 progress: Callable[[int], None] = lambda _: None) -> BatchResult:
     """Score every consenting lead (of `tenant`, or all) with `model_name`@`alias`; write and return the run."""
-    from infra.config import ConfigError
     from serving.model import champion_version
 
     started = time.monotonic()
