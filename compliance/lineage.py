@@ -30,7 +30,7 @@ def erasure_debt(settings: Settings, run_ids: Iterable[str]) -> dict[str, int]:
     import psycopg
 
     runs = list(run_ids)
-    with psycopg.connect(settings.pg_dsn()) as conn:
+    with psycopg.connect(settings.pg_dsn(role="privacy")) as conn:  # its own login (0021) reads both tables
         found = dict(conn.execute(
             "SELECT l.run_id, count(*) FROM compliance.lineage l JOIN compliance.erasure_list e USING (lead_token) "
             "WHERE l.run_id = ANY(%s) GROUP BY 1", (runs,)).fetchall())

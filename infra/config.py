@@ -281,9 +281,11 @@ class Settings:
     def mlflow_login(self, user: str = "trainer") -> tuple[str, str] | None:
         """(username, password) of one of the registry's users: `trainer` (train, promote, monitor, privacy: creates
         and manages its runs and models) or `serving` (reads only); `admin` for the UI. MLFLOW_TRACKING_USERNAME /
-        _PASSWORD in the environment win (a registry of one's own); None before `infra up` made them."""
-        if self.env.get("MLFLOW_TRACKING_USERNAME"):
-            return self.env["MLFLOW_TRACKING_USERNAME"], self.env.get("MLFLOW_TRACKING_PASSWORD", "")
+        _PASSWORD in the environment win when they name a login of one's own registry (one of ours there, as a process
+        started with the serving login has, does not stand for another of ours); None before `infra up` made them."""
+        name = self.env.get("MLFLOW_TRACKING_USERNAME")
+        if name and name not in MLFLOW_USERS.values():
+            return name, self.env.get("MLFLOW_TRACKING_PASSWORD", "")
         try:
             return MLFLOW_USERS[user], self.secret(f"mlflow_{user}")
         except ConfigError:

@@ -4,32 +4,21 @@ the users' database in its own folder, the trainer and read-only serving users m
 from __future__ import annotations
 
 import os
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from infra.process import RunAs, ServiceError, spawn
-from infra.servers import Server
+from infra.process import ServiceError, spawn
+from infra.servers import PythonServer
 
 
-class MLflowServer(Server):
+class MLflowServer(PythonServer):
     """MLflow tracking server: runs and registry in Postgres, artifacts under the state directory."""
 
     name = "mlflow"
     expect = "mlflow"
     start_timeout = 90.0  # the first start creates MLflow's tables
-
-    @property
-    def run_as(self) -> RunAs | None:
-        """As root, the service user, if it can run the venv's Python (else as we are, said in the log)."""
-        from infra.unprivileged import reaches, service_user
-
-        user = service_user(self.settings)
-        if user is not None and not reaches(Path(sys.executable), user):
-            return None  # e.g. a pyenv interpreter under /root: launch() says so in the log
-        return user
 
     def auth_config(self, home: Path) -> Path:
         """MLflow's basic-auth ini (0600): users and permissions in a SQLite file beside it; READ by default, so
@@ -48,10 +37,6 @@ class MLflowServer(Server):
         from infra.unprivileged import private_home
 
         user = self.run_as
-        if user is None and os.geteuid() == 0:
-            with open(self.log, "a") as out:
-                out.write(f"leadscore: {sys.executable} is not reachable by the service user "
-                          f"{self.settings.service_user}: MLflow runs as root\n")
         home = private_home(self.settings, self.name, user)  # artifacts and the auth files: the server's own
         artifacts = home / "artifacts"
         artifacts.mkdir(exist_ok=True)
@@ -72,7 +57,8 @@ class MLflowServer(Server):
                "HOME": str(home)}  # its caches in its own folder, not root's
         for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
             env.pop(name, None)
-        return spawn([sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host",
+        python, env = self.python(env)
+        return spawn([python, "-m", "mlflow", "server", "--app-name", "basic-auth", "--host",
                       self.settings.host, "--port", str(self.port), "--workers", workers, "--artifacts-destination",
                       str(artifacts)], self.log, self.pidfile, env=env, run_as=user, cwd=home)
 

@@ -13,13 +13,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
 from infra.config import REPO_ROOT, Settings
 from infra.process import RunAs, ServiceError, run, spawn
-from infra.servers import Server
+from infra.servers import PythonServer, Server
 
 RULES_DIR = REPO_ROOT / "monitoring" / "prometheus"
 RELOCATED_ROOT = Path("/var/lib/leadscore")
@@ -151,7 +150,7 @@ def register_target(settings: Settings, name: str, port: int, labels: dict[str, 
     return path
 
 
-class EvidentlyUI(Server):
+class EvidentlyUI(PythonServer):
     """The Evidently UI over the monitor's workspace: a project per model, a drift snapshot per monitor cycle."""
 
     name = "evidently"
@@ -163,13 +162,19 @@ class EvidentlyUI(Server):
         return self.home / "workspace"
 
     def launch(self) -> int:
-        self.workspace.mkdir(parents=True, exist_ok=True)
+        from infra.unprivileged import private_home
+
+        user = self.run_as
+        home = private_home(self.settings, self.name, user)  # the workspace: the UI's own (the monitor posts to it)
+        (home / "workspace").mkdir(exist_ok=True)
+        if user is not None:
+            os.chown(home / "workspace", user.uid, user.gid)
         env = {**os.environ, "DO_NOT_TRACK": "true",  # Evidently's telemetry posts to a public address otherwise
-               "EVIDENTLY_SECRET": self.settings.secret("evidently", create=True)}
-        cli = Path(sys.executable).parent / "evidently"
-        argv = [str(cli)] if cli.exists() else [sys.executable, "-m", "evidently.cli"]
-        return spawn([*argv, "ui", "--workspace", str(self.workspace), "--host", self.settings.host,
-                      "--port", str(self.port)], self.log, self.pidfile, env=env, cwd=self.home)
+               "EVIDENTLY_SECRET": self.settings.secret("evidently", create=True), "HOME": str(home)}
+        python, env = self.python(env)
+        return spawn([python, "-m", "evidently.cli", "ui", "--workspace", str(home / "workspace"), "--host",
+                      self.settings.host, "--port", str(self.port)], self.log, self.pidfile, env=env, cwd=home,
+                     run_as=user)
 
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.settings.evidently_url}/api/version", timeout=2) as resp:  # noqa: S310

@@ -9,7 +9,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -126,6 +125,48 @@ class Server:
             f"Last log lines: {tail(self.log, 3)}. "
             f"See `leadscore infra logs {self.name}`, or free the port / set {self.port_env}."
         )
+
+
+# What the scoring service reads (as the service user it cannot read the secrets directory): its PostgreSQL logins
+# (scoring, privacy routes, console), Redis' read-only user and the pipelines' user (erasure deletes online rows),
+# MLflow's read-only user and the trainer (erasure rewrites run artifacts), and its own keys. Not the owner's logins.
+SERVICE_SECRETS = ("pg_serving", "pg_privacy", "pg_console", "redis_serving", "redis", "mlflow_serving",
+                   "mlflow_trainer", "metrics_token", "jwt_signing", "api_key_pepper", "privacy_token",
+                   "consent_ledger", "erasure_receipt")
+
+
+class PythonServer(Server):
+    """A server in LeadScore's own Python: as root, run as the service user with an interpreter it can start
+    (infra/unprivileged.py `python_for`), or as we are where none can be made (its log says why)."""
+
+    _interpreter = None
+
+    @property
+    def interpreter(self):  # noqa: ANN201 - infra.unprivileged.Interpreter
+        if self._interpreter is None:
+            from infra.unprivileged import python_for, service_user
+
+            self._interpreter = python_for(service_user(self.settings))
+        return self._interpreter
+
+    @property
+    def run_as(self) -> RunAs | None:
+        from infra.unprivileged import service_user
+
+        user = service_user(self.settings)
+        return None if user is None or self.interpreter.why_not else user
+
+    def python(self, env: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """The interpreter to start and `env` with what it needs; says in the log when it runs as root."""
+        interp = self.interpreter
+        if interp.why_not and os.geteuid() == 0:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a") as out:
+                out.write(f"leadscore: {self.name} runs as root: {interp.why_not}\n")
+        # a Prometheus multiprocess folder inherited from the caller (Feast sets one on import) is the caller's:
+        # a server as another user cannot write it, and its metrics are not the caller's to share
+        env = {k: v for k, v in env.items() if not k.upper().startswith("PROMETHEUS_MULTIPROC")}
+        return str(interp.python), {**env, **interp.env}
 
 
 class Redis(Server):
@@ -264,7 +305,7 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-class ServingServer(Server):
+class ServingServer(PythonServer):
     """The BentoML scoring service (serving/service.py) over `models:/<model>@champion`; started once one exists."""
 
     name = "serving"
@@ -273,15 +314,28 @@ class ServingServer(Server):
 
     def launch(self) -> int:
         from infra.config import REPO_ROOT
+        from infra.unprivileged import private_home
 
+        user = self.run_as
+        home = private_home(self.settings, self.name, user)  # BentoML's home, the log: the service's own
         # BentoML gives its workers their Prometheus directory: one inherited from a process that imported Feast
         # (which sets its own) would split the service's metrics from the /metrics endpoint
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROMETHEUS_")}
         env.update({**self.settings.mlflow_env("serving"), "BENTOML_DO_NOT_TRACK": "True",
-                    "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1"})
-        return spawn([sys.executable, "-m", "bentoml", "serve", "serving.service:LeadScorer", "--host",
+                    "LEADSCORE_STATE_DIR": str(self.settings.state_dir), "OMP_NUM_THREADS": "1",
+                    "HOME": str(home), "BENTOML_HOME": str(home / "bentoml")})
+        if user is not None:  # the state directory is root's alone: the service gets its own secrets, no others
+            env.update(self.secrets_env())
+        python, env = self.python(env)
+        return spawn([python, "-m", "bentoml", "serve", "serving.service:LeadScorer", "--host",
                       self.settings.host, "--port", str(self.port), "--working-dir", str(REPO_ROOT)],
-                     self.log, self.pidfile, env=env)
+                     self.log, self.pidfile, env=env, run_as=user, cwd=REPO_ROOT)
+
+    def secrets_env(self) -> dict[str, str]:
+        """The secrets the scoring service uses (SERVICE_SECRETS), as LEADSCORE_<NAME>_PASSWORD: made first where
+        missing, so the service never has to write the secrets directory."""
+        return {f"LEADSCORE_{name.upper()}_PASSWORD": self.settings.secret(name, create=True)
+                for name in SERVICE_SECRETS}
 
     def healthy(self) -> bool:
         with urllib.request.urlopen(f"http://{self.settings.host}:{self.port}/healthz", timeout=1) as resp:  # noqa: S310

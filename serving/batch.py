@@ -48,13 +48,17 @@ def consenting_leads(settings: Settings, tenant: str | None = None) -> list[str]
     import psycopg
 
     from compliance.children import unprotected_minor
+    from serving.db import Db
 
-    where = " AND compliance.lead_tenant(c.lead_id) = %s" if tenant else ""
-    with psycopg.connect(settings.pg_dsn(role=ROLE)) as conn:
-        rows = conn.execute("SELECT c.lead_id FROM compliance.consent c WHERE c.purpose = 'scoring' AND c.granted "
-                            "AND (c.expires_at IS NULL OR c.expires_at > now()) AND NOT "
-                            + unprotected_minor("c.lead_id") + where + " ORDER BY 1",
-                            (tenant,) if tenant else ()).fetchall()
+    query = ("SELECT c.lead_id FROM compliance.consent c WHERE c.purpose = 'scoring' AND c.granted AND (c.expires_at "
+             "IS NULL OR c.expires_at > now()) AND NOT " + unprotected_minor("c.lead_id") + " ORDER BY 1")
+    rows: list[tuple[str]] = []
+    with psycopg.connect(settings.pg_dsn(role=ROLE), autocommit=True) as conn:
+        # one tenant at a time: the serving login reads a tenant's rows only where the transaction names it (0025)
+        tenants = [tenant] if tenant else [r[0] for r in conn.execute("SELECT serving.scoring_tenants()")]
+        for name in tenants:
+            with Db.tenant(conn, name):
+                rows += conn.execute(query).fetchall()
     return [r[0] for r in rows]
 
 

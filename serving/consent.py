@@ -13,6 +13,11 @@ Two ways to answer, the first preferred:
   answering every answer lapses and requests get a 503 naming it.
 More granted consents than `mirror_max` (LEADSCORE_CONSENT_MIRROR_MAX, 2,000,000) are not mirrored: the cache
 serves alone. Each refusal is written to compliance.audit_log by the caller.
+
+Every answer is per tenant: a lead is asked about as (tenant, stored id), the tenant being the asking key's. The
+mirror and the cache are kept per tenant, and each read names its tenant in the transaction, so PostgreSQL's
+row-level security shows the serving login that tenant's rows only (infra/migrations/0025): a lead of another
+tenant is not in the answer even where a bug asked for its stored id.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import math
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
 from compliance.children import UNPROTECTED_MINORS, unprotected_minor
@@ -33,6 +39,16 @@ _CHILD = unprotected_minor("consent.lead_id")
 QUERY = f"""SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s) AND purpose = 'scoring' AND granted
            AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 CHANNEL = "leadscore_consent"
+TENANTS = "SELECT serving.scoring_tenants()"  # names only (0025): which tenants' rows to load
+Lead = tuple[str, str]  # (tenant, stored id)
+
+
+def by_tenant(leads: Iterable[Lead]) -> dict[str, list[str]]:
+    """tenant -> its stored ids (each once, in order)."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for tenant, lead_id in dict.fromkeys(leads):
+        out[tenant].append(lead_id)
+    return out
 GRANTED = f"""SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
              WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 
@@ -44,10 +60,10 @@ class ConsentChecker:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self.mirror_max = mirror_max
-        self._cache: dict[str, tuple[float, bool]] = {}
-        self._asked: set[str] = set()  # leads asked about since the last refresh
-        self._mirror: dict[str, float] | None = None  # lead -> expiry (epoch seconds, inf for none), granted only
-        self._children: set[str] = set()  # minors without parental consent, kept with the mirror (the 403's reason)
+        self._cache: dict[Lead, tuple[float, bool]] = {}
+        self._asked: set[Lead] = set()  # leads asked about since the last refresh
+        self._mirror: dict[str, dict[str, float]] | None = None  # tenant -> lead -> expiry (epoch s, inf: none)
+        self._children: dict[str, set[str]] = {}  # tenant -> minors without parental consent (the 403's reason)
         self._confirmed = -math.inf  # monotonic time the listener last knew its mirror current
         self._stop = threading.Event()
 
@@ -56,50 +72,54 @@ class ConsentChecker:
         """The mirror is loaded and its listener confirmed it within ttl_s."""
         return self._mirror is not None and time.monotonic() - self._confirmed < self.ttl_s
 
-    def allowed(self, lead_ids: Sequence[str]) -> dict[str, bool]:
-        """lead_id -> may be scored. Raises Unavailable when Postgres is down and an answer is not cached."""
+    def allowed(self, leads: Sequence[Lead]) -> dict[str, bool]:
+        """stored id -> may be scored, for (tenant, stored id) pairs: each looked up in its tenant's answers only.
+        Raises Unavailable when Postgres is down and an answer is not cached."""
         mirror = self._mirror
         if mirror is not None and time.monotonic() - self._confirmed < self.ttl_s:
             now = time.time()
-            return {lead_id: mirror.get(lead_id, 0.0) > now for lead_id in lead_ids}
+            return {lead_id: mirror.get(tenant, {}).get(lead_id, 0.0) > now for tenant, lead_id in leads}
         if len(self._asked) < self.max_entries:  # bounded even if no refresher empties it
-            self._asked.update(lead_ids)
+            self._asked.update(leads)
         now = time.monotonic()
         answer: dict[str, bool] = {}
         missing = []
-        for lead_id in lead_ids:
-            hit = self._cache.get(lead_id)
+        for lead in leads:
+            hit = self._cache.get(lead)
             if hit and hit[0] > now:
-                answer[lead_id] = hit[1]
+                answer[lead[1]] = hit[1]
             else:
-                missing.append(lead_id)
-        if missing:
-            unique = list(dict.fromkeys(missing))
-            answer.update(self._read(self.db, unique, now))
+                missing.append(lead)
+        for tenant, ids in by_tenant(missing).items():
+            answer.update(self._read(self.db, tenant, ids, now))
         return answer
 
-    def minors_among(self, lead_ids: Sequence[str]) -> set[str]:
+    def minors_among(self, leads: Sequence[Lead]) -> set[str]:
         """Which of these refused leads are children without parental consent: from the mirror while it is live,
-        else one query (empty if it fails: the generic reason is still true)."""
+        else one query per tenant (empty if it fails: the generic reason is still true)."""
         if self.live:
-            return self._children.intersection(lead_ids)
+            return {lead_id for tenant, lead_id in leads if lead_id in self._children.get(tenant, ())}
         try:
+            found: set[str] = set()
             with self.db.conn() as conn:
-                return {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)",
-                                                   (list(lead_ids),)).fetchall()}
+                for tenant, ids in by_tenant(leads).items():
+                    with Db.tenant(conn, tenant):
+                        found |= {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)",
+                                                             (ids,)).fetchall()}
+            return found
         except Exception:  # noqa: BLE001 - the generic reason is still true
             return set()
 
-    def _read(self, db: Db, lead_ids: list[str], now: float) -> dict[str, bool]:
-        """Query and cache the answers for lead_ids (read at `now`)."""
-        with db.conn() as conn:
+    def _read(self, db: Db, tenant: str, lead_ids: list[str], now: float) -> dict[str, bool]:
+        """Query and cache the answers for one tenant's lead_ids (read at `now`)."""
+        with db.conn() as conn, Db.tenant(conn, tenant):
             granted = {r[0] for r in conn.execute(QUERY, (lead_ids,)).fetchall()}
         if len(self._cache) + len(lead_ids) > self.max_entries:
             self._cache.clear()
         expires = now + self.ttl_s
         answer = {lead_id: lead_id in granted for lead_id in lead_ids}
         for lead_id, ok in answer.items():
-            self._cache[lead_id] = (expires, ok)
+            self._cache[(tenant, lead_id)] = (expires, ok)
         return answer
 
     def refresh(self, db: Db, chunk: int = 20_000) -> int:
@@ -107,10 +127,10 @@ class ConsentChecker:
         if self.live:  # the mirror answers; nothing is asked of the cache meanwhile
             return 0
         asked, self._asked = self._asked, set()
-        ids = sorted(asked)
-        for start in range(0, len(ids), chunk):
-            self._read(db, ids[start:start + chunk], time.monotonic())
-        return len(ids)
+        for tenant, ids in by_tenant(sorted(asked)).items():
+            for start in range(0, len(ids), chunk):
+                self._read(db, tenant, ids[start:start + chunk], time.monotonic())
+        return len(asked)
 
     def start(self, db: Db) -> None:
         """Refresh every ttl_s / 2 on a daemon thread, with its own connection `db`, until `stop()`."""
@@ -157,37 +177,51 @@ class ConsentChecker:
                 self._stop.wait(1.0)
 
     def _load(self, conn) -> bool:  # noqa: ANN001 - psycopg.Connection
-        """Read every granted scoring consent into a new mirror; False (and no mirror) past mirror_max."""
-        mirror: dict[str, float] = {}
-        with conn.transaction(), conn.cursor(name="leadscore_consent_load") as cursor:  # rows come in chunks
-            cursor.itersize = 50_000
-            for lead_id, expires in cursor.execute(GRANTED):
-                mirror[lead_id] = math.inf if expires is None else float(expires)
-                if len(mirror) > self.mirror_max:
-                    log.warning("more than %d granted scoring consents: not mirrored (LEADSCORE_CONSENT_MIRROR_MAX); "
-                                "consent is read per request and cached for %g s", self.mirror_max, self.ttl_s)
-                    self._mirror = None
-                    return False
-        self._children = {r[0] for r in conn.execute(UNPROTECTED_MINORS).fetchall()}
+        """Read every granted scoring consent into a new mirror, tenant by tenant; False (and no mirror) past
+        mirror_max."""
+        mirror: dict[str, dict[str, float]] = {}
+        children: dict[str, set[str]] = {}
+        held = 0
+        for (tenant,) in conn.execute(TENANTS).fetchall():
+            rows = mirror[tenant] = {}
+            with Db.tenant(conn, tenant), conn.cursor(name="leadscore_consent_load") as cursor:  # rows in chunks
+                cursor.itersize = 50_000
+                for lead_id, expires in cursor.execute(GRANTED):
+                    rows[lead_id] = math.inf if expires is None else float(expires)
+                    held += 1
+                    if held > self.mirror_max:
+                        log.warning("more than %d granted scoring consents: not mirrored (LEADSCORE_CONSENT_MIRROR_MAX)"
+                                    "; consent is read per request and cached for %g s", self.mirror_max, self.ttl_s)
+                        self._mirror = None
+                        return False
+            with Db.tenant(conn, tenant):
+                children[tenant] = {r[0] for r in conn.execute(UNPROTECTED_MINORS).fetchall()}
+        self._children = children
         self._mirror = mirror
         self._confirmed = time.monotonic()
         return True
 
     def _reload(self, conn, lead_ids: Iterable[str]) -> None:  # noqa: ANN001 - psycopg.Connection
-        """Re-read the announced leads into the mirror (granted and unexpired stay, the rest go)."""
-        ids = list(lead_ids)
-        fresh = dict(conn.execute(GRANTED + " AND lead_id = ANY(%s)", (ids,)).fetchall())
-        children = {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)", (ids,)).fetchall()}
-        self._children = (self._children - set(ids)) | children
+        """Re-read the announced leads into the mirror (granted and unexpired stay, the rest go), each under the
+        tenant its stored id names (a forged id finds nothing: the row-level security reads that tenant only)."""
+        from compliance.tenants import split_id
+
         mirror = self._mirror
-        if mirror is None:
-            return
-        for lead_id in ids:
-            if lead_id in fresh:
-                expires = fresh[lead_id]
-                mirror[lead_id] = math.inf if expires is None else float(expires)
-            else:
-                mirror.pop(lead_id, None)
+        for tenant, ids in by_tenant((split_id(i)[0], i) for i in lead_ids).items():
+            with Db.tenant(conn, tenant):
+                fresh = dict(conn.execute(GRANTED + " AND lead_id = ANY(%s)", (ids,)).fetchall())
+                children = {r[0] for r in conn.execute(UNPROTECTED_MINORS + " AND m.lead_id = ANY(%s)",
+                                                       (ids,)).fetchall()}
+            self._children[tenant] = (self._children.get(tenant, set()) - set(ids)) | children
+            if mirror is None:
+                continue
+            rows = mirror.setdefault(tenant, {})
+            for lead_id in ids:
+                if lead_id in fresh:
+                    expires = fresh[lead_id]
+                    rows[lead_id] = math.inf if expires is None else float(expires)
+                else:
+                    rows.pop(lead_id, None)
 
     def stop(self) -> None:
         self._stop.set()

@@ -61,6 +61,16 @@ class Db:
                 self._trip(exc)
                 raise Unavailable("postgres", "query timed out") from None
 
+    @staticmethod
+    @contextmanager
+    def tenant(conn, tenant: str) -> Iterator:  # noqa: ANN001 - psycopg.Connection
+        """A transaction on `conn` that reads as `tenant` (its stored-id namespace): row-level security shows the
+        serving login only that tenant's consent, minors, messages, labels and text signals
+        (infra/migrations/0025_serving_tenant_rows.sql); a read outside such a transaction sees none."""
+        with conn.transaction():
+            conn.execute("SELECT set_config('leadscore.tenant', %s, true)", (tenant,))
+            yield conn
+
     def _stale(self) -> bool:
         """True (and the connection closed) if the idle connection was ended by the server: a PostgreSQL restart or
         a terminated backend leaves a message and EOF on its socket, which only its next query would otherwise

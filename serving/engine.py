@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from compliance.children import REASON as CHILD_REASON
-from compliance.tenants import stored_id
+from compliance.tenants import namespace, stored_id
 from infra.config import Settings
 from serving.consent import PURPOSE, ConsentChecker
 from serving.db import Db, Unavailable
@@ -157,8 +157,11 @@ class Engine:
             raise Unavailable("redis", str(exc).splitlines()[0][:200]) from None
         known = [s or bool(it.inline) for it, s in zip(items, stored, strict=True)]
         # consent first: a withdrawn lead's online row is deleted at once, and it must still hear "no consent"
-        consent = self.consent.allowed([it.lead_id for it in items])
-        refused = [it.lead_id for it, k in zip(items, known, strict=True) if k and not consent.get(it.lead_id, False)]
+        # each lead asked about in the asking key's tenant only (row-level security under the serving login)
+        leads = [(namespace(it.key.tenant), it.lead_id) for it in items]
+        consent = self.consent.allowed(leads)
+        refused = [lead for lead, it, k in zip(leads, items, known, strict=True)
+                   if k and not consent.get(it.lead_id, False)]
         children = self.consent.minors_among(refused) if refused else set()
         out_rows: list[dict | None] = []
         outcomes: list = []

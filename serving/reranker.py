@@ -190,16 +190,24 @@ class RerankerHolder:
         blender = self.current
         if blender is None or not items:
             return {}
+        from compliance.tenants import namespace
+
+        out: dict[str, float | None] = {}
+        tenants: dict[str, list[Any]] = {}
+        for it in items:  # each lead read in its asking key's tenant only (row-level security, migration 0025)
+            tenants.setdefault(namespace(it.key.tenant), []).append(it)
         with self.db.conn() as conn:
-            ids = list({it.lead_id for it in items})
-            stored = dict(conn.execute("SELECT lead_id, signal FROM serving.text_signals WHERE lead_id = ANY(%s)",
-                                       (ids,)).fetchall())
-            out: dict[str, float | None] = {i: stored.get(i) for i in ids}
-            fresh = [it for it in items if it.messages]
-            if fresh:
-                self._register(conn)
-                for it in fresh:
-                    out[it.lead_id] = self._live_signal(conn, it.lead_id, it.messages, blender.params)
+            for tenant, group in tenants.items():
+                with Db.tenant(conn, tenant):
+                    ids = list({it.lead_id for it in group})
+                    stored = dict(conn.execute("SELECT lead_id, signal FROM serving.text_signals WHERE lead_id = "
+                                               "ANY(%s)", (ids,)).fetchall())
+                    out.update({i: stored.get(i) for i in ids})
+                    fresh = [it for it in group if it.messages]
+                    if fresh:
+                        self._register(conn)
+                        for it in fresh:
+                            out[it.lead_id] = self._live_signal(conn, it.lead_id, it.messages, blender.params)
         return out
 
     def _register(self, conn) -> None:  # noqa: ANN001

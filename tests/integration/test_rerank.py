@@ -168,9 +168,16 @@ def test_rerank_fit_registers_a_champion_blender_without_leakage(stack_env_vars:
                             Db(settings, statement_timeout_ms=10_000))
     holder.refresh()
     assert holder.current is not None and holder.current.version == str(version.version)
-    got = holder.signals([SimpleNamespace(lead_id=lead, messages=[]),  # stored signal
-                          SimpleNamespace(lead_id=other, messages=["can we do a site visit this Sunday?"]),  # + stored
-                          SimpleNamespace(lead_id="new-lead", messages=["can we do a site visit this Sunday?"])])
+    from compliance.tenants import split_id
+
+    def key(stored: str) -> SimpleNamespace:  # the asking key, of the lead's tenant: its tenant's rows are read
+        return SimpleNamespace(tenant=split_id(stored)[0])
+
+    got = holder.signals([SimpleNamespace(lead_id=lead, messages=[], key=key(lead)),  # stored signal
+                          SimpleNamespace(lead_id=other, messages=["can we do a site visit this Sunday?"],
+                                          key=key(other)),  # + stored
+                          SimpleNamespace(lead_id="new-lead", messages=["can we do a site visit this Sunday?"],
+                                          key=key("new-lead"))])
     assert got[lead] is not None and 0 < got[other] < 1 and 0 < got["new-lead"] < 1
 
 
@@ -182,6 +189,7 @@ def test_a_leads_text_signal_draws_on_its_own_tenants_neighbours_only(settings: 
     import psycopg
     from pgvector.psycopg import register_vector
 
+    from serving.db import Db
     from serving.reranker import SignalParams, neighbour_signal
 
     near, other = np.zeros(384, dtype="float32"), np.zeros(384, dtype="float32")
@@ -201,10 +209,15 @@ def test_a_leads_text_signal_draws_on_its_own_tenants_neighbours_only(settings: 
             with psycopg.connect(settings.pg_dsn(role="serving"), autocommit=True) as conn:
                 register_vector(conn)
                 conn.execute("SET hnsw.iterative_scan = relaxed_order")
-                signal_a = neighbour_signal(conn, near, "rta/RT-query", params)
-                signal_b = neighbour_signal(conn, near, "rtb/RT-query", params)
+                with Db.tenant(conn, "rta"):  # the serving login reads the tenant its transaction names (0025)
+                    signal_a = neighbour_signal(conn, near, "rta/RT-query", params)
+                with Db.tenant(conn, "rtb"):
+                    signal_b = neighbour_signal(conn, near, "rtb/RT-query", params)
+                with Db.tenant(conn, "rtb"):  # rta's lead asked for under rtb: none of rta's rows are read
+                    forged = neighbour_signal(conn, near, "rta/RT-query", params)
         finally:
             owner.execute("DELETE FROM text_store.messages WHERE event_id LIKE 'rt-rt_/RT-%'")
             owner.execute("DELETE FROM offline.labels WHERE dataset = 'test_rerank_tenants'")
     assert signal_a > 0.8, signal_a  # rta's five converted neighbours
     assert signal_b < 0.2, signal_b  # rtb's own non-converted ones, though rta's messages lie nearer its query
+    assert forged == params.prior  # no neighbours at all: the prior

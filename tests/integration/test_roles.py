@@ -29,10 +29,14 @@ def test_the_role_is_its_own_login_without_privileges_of_its_own(serving_conn) -
     assert row == ("leadscore_serving", False, False, False, False)
 
 
-def test_it_reads_consent_of_every_tenant_and_appends_to_the_logs(serving_conn) -> None:  # noqa: ANN001
-    found = {r[0] for r in serving_conn.execute("SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s)",
-                                                ([ACME, OTHER],))}
-    assert found == {ACME, OTHER}
+def test_it_reads_consent_one_tenant_at_a_time_and_appends_to_the_logs(serving_conn) -> None:  # noqa: ANN001
+    from serving.db import Db
+
+    ask = "SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s)"
+    assert serving_conn.execute(ask, ([ACME, OTHER],)).fetchall() == []  # a read that names no tenant: no row
+    for tenant, lead in (("acme", ACME), ("default", OTHER)):  # each tenant's own lead only, though both asked for
+        with Db.tenant(serving_conn, tenant):
+            assert {r[0] for r in serving_conn.execute(ask, ([ACME, OTHER],))} == {lead}
     serving_conn.execute("INSERT INTO compliance.audit_log (actor, action, lead_id, purpose) VALUES ('test', 'refuse', "
                          "%s, 'scoring')", (OTHER,))
     serving_conn.execute("""INSERT INTO serving.prediction_log (at, endpoint, request_id, key_id, tenant, lead_id,

@@ -59,6 +59,12 @@ def test_mlflow_logins_come_from_the_secrets_and_the_environment_wins(tmp_path: 
     assert s.mlflow_env("serving")["MLFLOW_TRACKING_PASSWORD"] == password
     own = _settings(tmp_path, MLFLOW_TRACKING_USERNAME="ci-bot", MLFLOW_TRACKING_PASSWORD="pw")
     assert own.mlflow_login("serving") == ("ci-bot", "pw")
+    # a process started with our serving login (the scoring service) still signs in as the trainer where it must
+    # write (erasure rewrites a run's row artifacts): one of our users in the environment stands for itself only
+    trainer = s.secret("mlflow_trainer", create=True)
+    served = _settings(tmp_path, MLFLOW_TRACKING_USERNAME="leadscore-serving", MLFLOW_TRACKING_PASSWORD=password)
+    assert served.mlflow_login("trainer") == ("leadscore-trainer", trainer)
+    assert served.mlflow_login("serving") == ("leadscore-serving", password)
 
 
 def test_settings_make_what_the_process_writes_its_own_and_the_sweep_finds_the_rest(tmp_path: Path) -> None:
