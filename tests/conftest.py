@@ -48,14 +48,22 @@ def leadscore(args: list[str], env: dict[str, str], timeout: float = 180) -> sub
     return subprocess.run([*argv, *args], env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
 
+def _up_or_purge(env: dict[str, str]) -> None:
+    """`infra up` for a test's stack; if it fails part-way, the servers it did start are stopped and its state
+    purged before the failure is reported (nothing of it is left running)."""
+    done = leadscore(["infra", "up"], env)
+    if done.returncode != 0:
+        leadscore(["infra", "down", "--purge"], env)
+        pytest.fail(f"infra up failed: {done.stdout[-3000:]}{done.stderr[-3000:]}")
+
+
 @contextmanager
 def private_stack(state_dir: Path, **extra: str) -> Iterator[dict[str, str]]:
     """A stack of a module's own (`infra up` in `state_dir` on free ports) with os.environ pointing at it for the
     block (in-process helpers and the workers they start read it: the session stack's must not leak in); the
     environment restored and the stack purged afterwards."""
     env = {**stack_env(state_dir), **extra}
-    done = leadscore(["infra", "up"], env)
-    assert done.returncode == 0, done.stdout + done.stderr
+    _up_or_purge(env)
     saved = dict(os.environ)
     for name in [k for k in os.environ if k.startswith(("LEADSCORE_", "MLFLOW_")) or k == "KAFKA_BOOTSTRAP_SERVERS"]:
         del os.environ[name]
@@ -80,8 +88,7 @@ def stack_env_vars(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     """A whole stack started with `leadscore infra up` for the session, stopped with `infra down` at the end."""
     env = stack_env(tmp_path_factory.mktemp("stack") / "state")
     env["LEADSCORE_PROMETHEUS_SCRAPE_S"] = "1"  # alerts within seconds of a new monitor result
-    done = leadscore(["infra", "up"], env)
-    assert done.returncode == 0, done.stderr + done.stdout
+    _up_or_purge(env)
     yield env
     leadscore(["infra", "down", "--purge"], env)
 
