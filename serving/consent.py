@@ -39,6 +39,8 @@ _CHILD = unprotected_minor("consent.lead_id")
 QUERY = f"""SELECT lead_id FROM compliance.consent WHERE lead_id = ANY(%s) AND purpose = 'scoring' AND granted
            AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 CHANNEL = "leadscore_consent"
+GRANTED = f"""SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
+             WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 TENANTS = "SELECT serving.scoring_tenants()"  # names only (0025): which tenants' rows to load
 Lead = tuple[str, str]  # (tenant, stored id)
 
@@ -49,8 +51,6 @@ def by_tenant(leads: Iterable[Lead]) -> dict[str, list[str]]:
     for tenant, lead_id in dict.fromkeys(leads):
         out[tenant].append(lead_id)
     return out
-GRANTED = f"""SELECT lead_id, extract(epoch FROM expires_at) FROM compliance.consent
-             WHERE purpose = 'scoring' AND granted AND (expires_at IS NULL OR expires_at > now()) AND NOT {_CHILD}"""
 
 
 class ConsentChecker:
